@@ -1,0 +1,103 @@
+"""The FastAPI application. Run it with ``uvicorn service.app:create_app --factory``.
+
+``create_app`` reads the settings once, migrates the database (unless told not to), opens the
+evidence store and wires the routers; nothing happens at import time.
+"""
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from service.catalog import register_site
+from service.db import make_engine, session_factory, upgrade
+from service.errors import AlreadyReviewed, Conflict, IntegrityFailed, InvalidEvent, ObjectNotFound, StorageError, UploadTooLarge
+from service.live import LiveHub
+from service.routers import events, evidence, health, reviews
+from service.routers.workflow import ROUTERS as workflow_routers
+from service import pages
+from service.settings import Settings
+from service.storage import store_from_url
+from vision.config import load_site_config
+
+log = logging.getLogger(__name__)
+FORM_OVERHEAD_BYTES = 1024 * 1024  # room for the event JSON and multipart framing above max_upload_mb
+
+
+class BodySizeLimit:
+    """Refuse a request whose Content-Length is over ``max_bytes`` with 413 before reading its body.
+    (Bodies without a Content-Length are spooled to disk by the form parser and checked after.)"""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            length = dict(scope["headers"]).get(b"content-length", b"")
+            if length.isdigit() and int(length) > self.max_bytes:
+                response = JSONResponse({"detail": f"request body is {int(length)} bytes, the limit is "
+                                                   f"{self.max_bytes} bytes (max_upload_mb)"}, status_code=413)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _error(status_code: int, detail, exc: Exception | None = None) -> JSONResponse:
+    if status_code >= 500 and exc is not None:
+        log.error("%s", exc, exc_info=exc)
+    return JSONResponse({"detail": detail}, status_code=status_code)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map the project's errors to HTTP: 422 invalid event, 413 too large, 409 already reviewed,
+    500 integrity failed or evidence missing, 503 evidence store unavailable."""
+    handlers = {
+        InvalidEvent: lambda exc: _error(422, exc.detail),
+        UploadTooLarge: lambda exc: _error(413, str(exc)),
+        AlreadyReviewed: lambda exc: _error(409, str(exc)),
+        Conflict: lambda exc: _error(409, str(exc)),
+        IntegrityFailed: lambda exc: _error(500, f"evidence integrity check failed for {exc.key}: {exc.reason}", exc),
+        ObjectNotFound: lambda exc: _error(500, f"evidence object missing from the store: {exc.key}", exc),
+        StorageError: lambda exc: _error(503, f"evidence store unavailable: {exc}", exc),
+    }
+    for exc_class, make_response in handlers.items():
+        async def handler(_request: Request, exc: Exception, make_response=make_response) -> JSONResponse:
+            return make_response(exc)
+        app.add_exception_handler(exc_class, handler)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The API for ``settings`` (default: read from ``COMPOUNDEYE_*`` environment variables, once).
+
+    Runs migrations to head when ``settings.migrate_on_startup``; registers the compounds and cameras of
+    ``settings.site_config`` when given. Raises ``ConfigError`` / ``StorageError`` when those are wrong."""
+    settings = settings if settings is not None else Settings()
+    if settings.migrate_on_startup:
+        upgrade(settings.database_url)
+    engine = make_engine(settings.database_url)
+    sessions = session_factory(engine)
+    store = store_from_url(settings)
+    site = load_site_config(settings.site_config) if settings.site_config else None
+    if site is not None:
+        with sessions() as session:
+            register_site(session, site)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        yield
+        engine.dispose()
+
+    app = FastAPI(title="CompoundEye", version="0.1.0", lifespan=lifespan,
+                  description="Violations found by the compound cameras, their evidence, and reviewers' decisions.")
+    app.state.settings, app.state.engine, app.state.sessions = settings, engine, sessions
+    app.state.store, app.state.site = store, site
+    app.state.live_hub = LiveHub()
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES)
+    install_error_handlers(app)
+    app.include_router(health.router)
+    for router in (events.router, evidence.router, reviews.router, *workflow_routers):
+        app.include_router(router, prefix="/api/v1")
+    app.include_router(pages.router)
+    return app

@@ -1,0 +1,47 @@
+"""Compounds and cameras: registered by id on a camera's first event, or from the site file."""
+from __future__ import annotations
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from service.errors import InvalidEvent
+from service.models import Camera, Compound
+from vision.config import SiteConfig
+
+
+def _insert_ignore(session: Session, model: type, **values) -> None:
+    """INSERT … ON CONFLICT (id) DO NOTHING, so concurrent first events for a new camera both succeed."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:  # pragma: no cover - only SQLite and PostgreSQL are supported
+        if session.get(model, values["id"]) is None:
+            session.add(model(**values))
+            session.flush()
+        return
+    session.execute(insert(model).values(**values).on_conflict_do_nothing(index_elements=["id"]))
+
+
+def register_camera(session: Session, compound_id: str, camera_id: str) -> None:
+    """Make sure the compound and the camera rows exist (inside the caller's transaction).
+
+    Raises :class:`InvalidEvent` when the camera is already registered to another compound: access is
+    checked by compound, so a camera cannot move silently."""
+    _insert_ignore(session, Compound, id=compound_id)
+    _insert_ignore(session, Camera, id=camera_id, compound_id=compound_id)
+    owner = session.scalar(select(Camera.compound_id).where(Camera.id == camera_id))
+    if owner != compound_id:
+        raise InvalidEvent(f"camera {camera_id!r} belongs to compound {owner!r}, not {compound_id!r}")
+
+
+def register_site(session: Session, site: SiteConfig) -> None:
+    """Register every compound and camera of a site file with its name, and commit."""
+    for compound in site.compounds:
+        _insert_ignore(session, Compound, id=compound.id, name=compound.name)
+        session.execute(update(Compound).where(Compound.id == compound.id).values(name=compound.name))
+        for camera in compound.cameras:
+            _insert_ignore(session, Camera, id=camera.id, compound_id=compound.id, name=camera.name)
+            session.execute(update(Camera).where(Camera.id == camera.id).values(name=camera.name))
+    session.commit()

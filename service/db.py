@@ -1,0 +1,75 @@
+"""Database engine, sessions and migrations.
+
+SQLite (the embedded default) runs with WAL, foreign keys and a busy timeout; PostgreSQL is reached
+through psycopg 3. The schema changes only through Alembic: :func:`upgrade` runs the packaged
+migrations and works from an installed package, not only from the repository root.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy.engine import URL
+from sqlalchemy.orm import Session, sessionmaker
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+SQLITE_BUSY_TIMEOUT_S = 30
+
+
+def normalize_url(database_url: str) -> URL:
+    """The URL as SQLAlchemy should see it: ``postgresql://`` and ``postgres://`` mean psycopg 3."""
+    url = make_url(database_url)
+    if url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+psycopg")
+    return url
+
+
+def make_engine(database_url: str) -> Engine:
+    """An engine for ``database_url``. For a SQLite file its folder is created; every SQLite
+    connection gets WAL, foreign keys and a busy timeout so concurrent writers wait instead of failing."""
+    url = normalize_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 5})
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions bound to ``engine``; objects stay readable after commit (``expire_on_commit=False``)."""
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def alembic_config(database_url: str) -> Config:
+    """An Alembic config built in code: the packaged ``migrations`` folder and ``database_url``.
+
+    The URL travels in ``config.attributes`` rather than the ini options, so a ``%`` in a password
+    is not taken for ini interpolation."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["database_url"] = database_url
+    return cfg
+
+
+def upgrade(database_url: str, revision: str = "head") -> None:
+    """Migrate the database at ``database_url`` to ``revision`` (default: the newest)."""
+    command.upgrade(alembic_config(database_url), revision)
+
+
+def ping(engine: Engine) -> None:
+    """Run ``SELECT 1``; raises ``sqlalchemy.exc.OperationalError`` (or similar) when unreachable."""
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))

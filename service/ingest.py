@@ -1,0 +1,165 @@
+"""Taking in one event from a worker: check it and its evidence, then store both, exactly once.
+
+Order matters: everything is validated before anything is written. Then the violation row is
+inserted (flushed, not committed) *before* the objects are written: the unique id acts as a claim,
+so a concurrent duplicate post waits on it and then finds the row, and never overwrites the
+winner's evidence. If writing an object or committing fails, the objects written are deleted.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import cv2
+import numpy as np
+from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from service.catalog import register_camera
+from service.errors import IntegrityFailed, InvalidEvent, StorageError, UploadTooLarge
+from service.models import EvidenceObject, Violation
+from service.schemas import ViolationCreate
+from service.storage import ObjectStore, evidence_key
+from vision.types import violation_id
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPES = {"snapshot": "image/jpeg", "clip": "video/mp4", "sidecar": "application/json", "crop": "image/jpeg"}
+EXTENSIONS = {"snapshot": "jpg", "clip": "mp4", "sidecar": "json", "crop": "jpg"}
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One uploaded evidence file, measured: its bytes are in ``file`` (rewound before each read)."""
+
+    kind: str
+    file: BinaryIO
+    sha256: str
+    size: int
+
+
+def parse_event(raw: str | bytes) -> ViolationCreate:
+    """The ``event`` form field as a :class:`ViolationCreate`; :class:`InvalidEvent` with pydantic's
+    error list (locations under ``body.event``) when it is not valid JSON or not a valid event."""
+    try:
+        return ViolationCreate.model_validate_json(raw)
+    except ValidationError as exc:
+        errors = json.loads(exc.json(include_url=False))
+        for error in errors:
+            error["loc"] = ["body", "event", *error.get("loc", [])]
+        raise InvalidEvent(errors) from exc
+
+
+def _measure(kind: str, file: BinaryIO) -> Upload:
+    digest, size = hashlib.sha256(), 0
+    file.seek(0)
+    while chunk := file.read(1024 * 1024):
+        digest.update(chunk)
+        size += len(chunk)
+    file.seek(0)
+    return Upload(kind, file, digest.hexdigest(), size)
+
+
+def _check_format(upload: Upload) -> None:
+    upload.file.seek(0)
+    if upload.kind in ("snapshot", "crop"):
+        data = upload.file.read()
+        image = (cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_4)
+                 if data[:3] == b"\xff\xd8\xff" else None)
+        if image is None or image.size == 0:
+            raise InvalidEvent(f"{upload.kind} is not a decodable JPEG image")
+    elif upload.kind == "clip":
+        head = upload.file.read(8)
+        if len(head) < 8 or head[4:8] != b"ftyp" or int.from_bytes(head[:4], "big") < 8:
+            raise InvalidEvent("clip is not an MP4 file (it must start with an 'ftyp' box)")
+    elif upload.kind == "sidecar":
+        try:
+            json.loads(upload.file.read())
+        except ValueError as exc:
+            raise InvalidEvent(f"sidecar is not valid JSON: {exc}") from exc
+    upload.file.seek(0)
+
+
+def check_uploads(event: ViolationCreate, files: dict[str, BinaryIO | None], max_bytes: int) -> list[Upload]:
+    """Check ``event`` against its files (kind -> binary file, crop may be None) and return them measured.
+
+    Raises :class:`InvalidEvent` (422) when the id is not the deterministic id, a crop and its sha256
+    do not come together, a sha256 differs, or a file is not what it claims to be;
+    :class:`UploadTooLarge` (413) when the files together exceed ``max_bytes``."""
+    expected_id = violation_id(event.camera_id, event.rule, event.zone_id, event.start_time.timestamp())
+    if event.id != expected_id:
+        raise InvalidEvent(f"id {event.id} is not the violation id of camera {event.camera_id}, rule {event.rule}, "
+                           f"zone {event.zone_id}, start {event.start_time.isoformat()} (expected {expected_id})")
+    claims = event.evidence.model_dump()
+    if (files.get("crop") is None) != (claims["crop_sha256"] is None):
+        raise InvalidEvent("crop and evidence.crop_sha256 must be sent together")
+    present = {kind: file for kind, file in files.items() if file is not None}
+    total = sum(file.seek(0, 2) for file in present.values())
+    if total > max_bytes:
+        raise UploadTooLarge(total, max_bytes)
+    uploads = [_measure(kind, file) for kind, file in present.items()]
+    for upload in uploads:
+        if upload.sha256 != claims[f"{upload.kind}_sha256"]:
+            raise InvalidEvent(f"{upload.kind} sha256 is {upload.sha256}, the event claims "
+                               f"{claims[f'{upload.kind}_sha256']}")
+        _check_format(upload)
+    return uploads
+
+
+def _new_violation(event: ViolationCreate) -> Violation:
+    return Violation(
+        id=event.id, rule=event.rule, compound_id=event.compound_id, camera_id=event.camera_id,
+        zone_id=event.zone_id, start_time=event.start_time, last_seen_time=event.last_seen_time,
+        end_time=event.end_time, confidence=event.confidence, model_version=event.model_version,
+        source=event.source, boxes=[box.model_dump(mode="json") for box in event.boxes],
+        review_state="unreviewed")
+
+
+def store_event(session: Session, store: ObjectStore, event: ViolationCreate,
+                uploads: list[Upload]) -> tuple[Violation, bool]:
+    """Store a checked event and its evidence; return ``(violation, created)``.
+
+    When a violation with this id already exists (also when a concurrent post wins the race) the
+    existing row comes back with ``created=False`` and nothing is written. Raises
+    :class:`StorageError` when the store fails (then no row and no objects are left behind)."""
+    existing = session.get(Violation, event.id)
+    if existing is not None:
+        return existing, False
+    register_camera(session, event.compound_id, event.camera_id)
+    violation = _new_violation(event)
+    session.add(violation)
+    try:
+        session.flush()
+    except IntegrityError:
+        session.rollback()
+        existing = session.get(Violation, event.id)
+        if existing is None:
+            raise
+        return existing, False
+
+    written: list[str] = []
+    try:
+        for upload in uploads:
+            key = evidence_key(event.compound_id, event.camera_id, event.start_time, event.id,
+                               upload.kind, EXTENSIONS[upload.kind])
+            upload.file.seek(0)
+            written.append(key)
+            sha256, size = store.put(key, upload.file, CONTENT_TYPES[upload.kind])
+            if (sha256, size) != (upload.sha256, upload.size):
+                raise IntegrityFailed(key, "the bytes stored differ from the bytes uploaded")
+            violation.evidence.append(EvidenceObject(kind=upload.kind, key=key, sha256=sha256, size=size,
+                                                     content_type=CONTENT_TYPES[upload.kind]))
+        session.commit()
+    except BaseException:
+        session.rollback()
+        for key in written:
+            try:
+                store.delete(key)
+            except StorageError:
+                log.exception("could not delete evidence object %s after a failed insert", key)
+        raise
+    return violation, True

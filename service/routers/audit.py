@@ -1,0 +1,61 @@
+"""``GET /audit``: the append-only audit log, for supervisors and admins of the compounds concerned.
+Entries without a compound (users, keys) are shown to admins of every compound only."""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import func, select
+
+from service.deps import CurrentPrincipal, SessionDep
+from service.models import AuditEntry
+from service.schemas import Identifier
+
+router = APIRouter(tags=["audit"])
+
+
+class AuditPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    at: dt.datetime
+    actor: str
+    actor_name: str
+    compound_id: str | None
+    entity: str
+    entity_id: str
+    action: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
+class AuditList(BaseModel):
+    items: list[AuditPublic]
+    total: int
+
+
+@router.get("/audit", response_model=AuditList,
+            responses={403: {"description": "not a supervisor or admin anywhere"},
+                       404: {"description": "compound_id is foreign to the caller"}})
+def list_audit(principal: CurrentPrincipal, session: SessionDep, compound_id: Identifier | None = None,
+               entity: str | None = None, entity_id: str | None = None,
+               limit: Annotated[int, Query(ge=1, le=500)] = 100,
+               offset: Annotated[int, Query(ge=0)] = 0) -> AuditList:
+    """Entries oldest first, filtered by compound, entity (``violation``, ``case``, ``user``, ``api_key``) and id."""
+    query = select(AuditEntry)
+    if compound_id is not None:
+        principal.require("audit.read", compound_id)
+        query = query.where(AuditEntry.compound_id == compound_id)
+    else:
+        principal.require_any("audit.read")
+        if (readable := principal.compounds_for("audit.read")) is not None:
+            query = query.where(AuditEntry.compound_id.in_(sorted(readable)))
+    if entity is not None:
+        query = query.where(AuditEntry.entity == entity)
+    if entity_id is not None:
+        query = query.where(AuditEntry.entity_id == entity_id)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(AuditEntry.id).limit(limit).offset(offset)).all()
+    return AuditList(items=[AuditPublic.model_validate(r) for r in rows], total=total)

@@ -1,0 +1,267 @@
+"""The scorecard: deductions of the residential-compound assessment (``configs/scoring.yaml``) computed
+per compound per period from confirmed violations, the ledger (台账) as CSV / XLSX, and a trend chart.
+
+Periods are read in the site's time zone (Asia/Shanghai): ``2026-03`` (month), ``2026-W10`` (ISO
+week), ``2026-03-01`` (day) or ``2026`` (year). A violation belongs to the period its start falls in.
+One deduction is one *case* (:mod:`service.cases`): confirmed violations that joined the same case
+(the same spot, not yet closed) count once per period; a confirmed violation without a case counts itself.
+"""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.models import Case, Review, User, Violation
+from vision.config import RuleName
+from vision.errors import ConfigError
+
+DEFAULT_SCORING = Path(__file__).resolve().parent.parent / "configs" / "scoring.yaml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ScoringItem(_Strict):
+    id: str
+    name: str
+    rule: RuleName
+    points_each: Annotated[float, Field(gt=0, le=100)]
+    unit: Literal["case", "bin", "spot"]
+
+
+class ScoringSection(_Strict):
+    id: str
+    name: str
+    points: Annotated[float, Field(gt=0, le=100)]
+    items: Annotated[tuple[ScoringItem, ...], Field(min_length=1)]
+
+
+class ScoringTable(_Strict):
+    """The scoring table: sections, each with its points and deduction items (one item per rule)."""
+
+    timezone: str = "Asia/Shanghai"
+    sections: Annotated[tuple[ScoringSection, ...], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _one_item_per_rule(self) -> "ScoringTable":
+        rules = [item.rule for s in self.sections for item in s.items]
+        if len(rules) != len(set(rules)):
+            raise ValueError("each rule may appear in one item only")
+        ZoneInfo(self.timezone)
+        return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+@lru_cache(maxsize=8)
+def load_scoring(path: str | Path = DEFAULT_SCORING) -> ScoringTable:
+    """Read and validate the scoring table; raises ``ConfigError`` naming the file and the problem."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return ScoringTable.model_validate(raw)
+    except OSError as exc:
+        raise ConfigError(str(path), [("(file)", f"cannot read: {exc}")]) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(str(path), [("(file)", f"not valid YAML: {exc}")]) from exc
+    except (ValidationError, ValueError) as exc:
+        raise ConfigError(str(path), [("(file)", str(exc))]) from exc
+
+
+class Period(BaseModel):
+    """A named period and its bounds: local (site zone) start inclusive, end exclusive."""
+
+    name: str
+    start: dt.datetime
+    end: dt.datetime
+
+
+_MONTH, _WEEK = re.compile(r"(\d{4})-(\d{2})"), re.compile(r"(\d{4})-W(\d{2})")
+_DAY, _YEAR = re.compile(r"(\d{4})-(\d{2})-(\d{2})"), re.compile(r"(\d{4})")
+
+
+def parse_period(name: str, zone: ZoneInfo) -> Period:
+    """``2026-03`` / ``2026-W10`` / ``2026-03-01`` / ``2026`` in ``zone``; ``ValueError`` otherwise."""
+    try:
+        if m := _DAY.fullmatch(name):
+            start = dt.date(int(m[1]), int(m[2]), int(m[3]))
+            end = start + dt.timedelta(days=1)
+        elif m := _WEEK.fullmatch(name):
+            start = dt.date.fromisocalendar(int(m[1]), int(m[2]), 1)
+            end = start + dt.timedelta(days=7)
+        elif m := _MONTH.fullmatch(name):
+            start = dt.date(int(m[1]), int(m[2]), 1)
+            end = dt.date(start.year + start.month // 12, start.month % 12 + 1, 1)
+        elif m := _YEAR.fullmatch(name):
+            start, end = dt.date(int(m[1]), 1, 1), dt.date(int(m[1]) + 1, 1, 1)
+        else:
+            raise ValueError("expected YYYY-MM, YYYY-Www, YYYY-MM-DD or YYYY")
+    except ValueError as exc:
+        raise ValueError(f"invalid period {name!r}: {exc}") from None
+    midnight = dt.time(0, tzinfo=zone)
+    return Period(name=name, start=dt.datetime.combine(start, midnight), end=dt.datetime.combine(end, midnight))
+
+
+def current_month(zone: ZoneInfo, now: dt.datetime | None = None) -> str:
+    """This month in the site's zone, e.g. ``2026-03``."""
+    return (now or dt.datetime.now(dt.timezone.utc)).astimezone(zone).strftime("%Y-%m")
+
+
+def previous_months(last: str, count: int) -> list[str]:
+    """``count`` month names ending with ``last`` (``YYYY-MM``), oldest first."""
+    year, month = map(int, last.split("-"))
+    names = []
+    for _ in range(count):
+        names.append(f"{year:04d}-{month:02d}")
+        year, month = (year - 1, 12) if month == 1 else (year, month - 1)
+    return names[::-1]
+
+
+def _confirmed(session: Session, compound_id: str, period: Period) -> list[Violation]:
+    return list(session.scalars(
+        select(Violation).where(Violation.compound_id == compound_id, Violation.review_state == "confirmed",
+                                Violation.start_time >= period.start, Violation.start_time < period.end)
+        .order_by(Violation.start_time, Violation.id)).all())
+
+
+def compute(session: Session, table: ScoringTable, compound_id: str, period_name: str) -> dict:
+    """The scorecard of ``compound_id`` for ``period_name``: total, score, and per section and item the
+    count, points deducted (capped at the section's points), and the violations and cases counted."""
+    period = parse_period(period_name, table.zone)
+    violations = _confirmed(session, compound_id, period)
+    sections, total_points, total_deducted = [], 0.0, 0.0
+    for section in table.sections:
+        items, raw = [], 0.0
+        for item in section.items:
+            matching = [v for v in violations if v.rule == item.rule]
+            counted = list(dict.fromkeys(f"case:{v.case_id}" if v.case_id else f"violation:{v.id}" for v in matching))
+            deducted = len(counted) * item.points_each
+            raw += deducted
+            items.append({"id": item.id, "name": item.name, "rule": item.rule, "unit": item.unit,
+                          "points_each": item.points_each, "count": len(counted), "deducted": deducted,
+                          "violation_ids": [v.id for v in matching],
+                          "case_ids": sorted({v.case_id for v in matching if v.case_id})})
+        deducted = min(raw, section.points)
+        total_points += section.points
+        total_deducted += deducted
+        sections.append({"id": section.id, "name": section.name, "points": section.points,
+                         "deducted_uncapped": raw, "deducted": deducted, "score": section.points - deducted,
+                         "items": items})
+    return {"compound_id": compound_id, "period": period.name, "timezone": table.timezone,
+            "start": period.start.isoformat(), "end": period.end.isoformat(),
+            "points": total_points, "deducted": total_deducted, "score": total_points - total_deducted,
+            "sections": sections}
+
+
+LEDGER_COLUMNS = ("violation_id", "start_time_local", "compound_id", "camera_id", "zone_id", "rule", "item",
+                  "confidence", "verdict", "reason", "reviewer", "decided_at_local", "note", "case_id",
+                  "case_state", "assignee", "deadline_local", "rectified_at_local", "closed_at_local",
+                  "points_deducted")
+
+
+def ledger_rows(session: Session, table: ScoringTable, compound_id: str, period_name: str) -> list[dict]:
+    """One row per reviewed violation of the period (台账), oldest first, with its case and the points it
+    cost (a case's points are on its first violation of the period; joined ones show 0)."""
+    period = parse_period(period_name, table.zone)
+    items = {item.rule: item for s in table.sections for item in s.items}
+    rows = session.execute(
+        select(Violation, Review, Case, User.username)
+        .join(Review, Review.violation_id == Violation.id)
+        .outerjoin(Case, Case.id == Violation.case_id)
+        .outerjoin(User, User.id == Review.reviewer_user_id)
+        .where(Violation.compound_id == compound_id, Violation.start_time >= period.start,
+               Violation.start_time < period.end)
+        .order_by(Violation.start_time, Violation.id)).all()
+
+    def local(value: dt.datetime | None) -> str:
+        return value.astimezone(table.zone).strftime("%Y-%m-%d %H:%M:%S") if value else ""
+
+    seen, out = set(), []
+    for violation, review, case, username in rows:
+        item = items.get(violation.rule)
+        counted = f"case:{case.id}" if case else f"violation:{violation.id}"
+        points = 0.0
+        if violation.review_state == "confirmed" and item is not None and counted not in seen:
+            seen.add(counted)
+            points = item.points_each
+        out.append({
+            "violation_id": violation.id, "start_time_local": local(violation.start_time),
+            "compound_id": violation.compound_id, "camera_id": violation.camera_id, "zone_id": violation.zone_id,
+            "rule": violation.rule, "item": item.name if item else "", "confidence": round(violation.confidence, 3),
+            "verdict": review.verdict, "reason": review.reason or "",
+            "reviewer": f"user:{username}" if username else f"key:{review.reviewer_key_id}",
+            "decided_at_local": local(review.decided_at), "note": review.note or "",
+            "case_id": case.id if case else "", "case_state": case.state if case else "",
+            "assignee": (case.assignee or "") if case else "", "deadline_local": local(case.deadline) if case else "",
+            "rectified_at_local": local(case.rectified_at) if case else "",
+            "closed_at_local": local(case.closed_at) if case else "", "points_deducted": points})
+    return out
+
+
+def ledger_csv(rows: list[dict]) -> bytes:
+    """The ledger as UTF-8 CSV with a BOM (so Excel shows the Chinese item names)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=LEDGER_COLUMNS, lineterminator="\r\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return ("\ufeff" + buffer.getvalue()).encode("utf-8")
+
+
+def ledger_xlsx(rows: list[dict], scorecard: dict) -> bytes:
+    """The ledger as an XLSX workbook: sheet ``ledger`` (the rows) and sheet ``scorecard`` (the breakdown)."""
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    sheet.title = "ledger"
+    sheet.append(list(LEDGER_COLUMNS))
+    for row in rows:
+        sheet.append([row[c] for c in LEDGER_COLUMNS])
+    sheet.freeze_panes = "A2"
+    summary = book.create_sheet("scorecard")
+    summary.append(["compound", scorecard["compound_id"], "period", scorecard["period"]])
+    summary.append(["section", "item", "count", "points_each", "deducted", "section points", "section score"])
+    for section in scorecard["sections"]:
+        for item in section["items"]:
+            summary.append([section["name"], item["name"], item["count"], item["points_each"], item["deducted"],
+                            section["points"], section["score"]])
+    summary.append(["total", "", "", "", scorecard["deducted"], scorecard["points"], scorecard["score"]])
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def trend_chart(points: list[tuple[str, float, float]], compound_id: str, fmt: Literal["svg", "png"]) -> bytes:
+    """A line chart of the score per period (``[(period, score, out_of)]``) as SVG or PNG bytes."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 3.2), dpi=100)
+    axes = figure.subplots()
+    names = [p[0] for p in points]
+    axes.plot(names, [p[1] for p in points], marker="o", color="#1f6feb")
+    out_of = max((p[2] for p in points), default=0)
+    axes.set_ylim(0, out_of or 1)
+    axes.axhline(out_of, color="#999999", linewidth=0.8, linestyle="--")
+    axes.set_title(f"{compound_id}: score per period (out of {out_of:g})")
+    axes.set_ylabel("score")
+    axes.grid(True, alpha=0.3)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format=fmt)
+    return buffer.getvalue()

@@ -1,0 +1,52 @@
+"""Service settings from the environment (prefix ``COMPOUNDEYE_``), read once by ``create_app``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """What the service needs to start.
+
+    Attributes:
+        database_url: SQLAlchemy URL; ``sqlite:///path.db`` (default) or ``postgresql+psycopg://…``
+            (a plain ``postgresql://`` URL is read as psycopg 3).
+        storage_url: where evidence lives: ``file://relative/dir``, ``file:///absolute/dir`` or
+            ``s3://bucket/prefix`` (endpoint and keys from the ``s3_*`` settings).
+        s3_endpoint / s3_access_key / s3_secret_key / s3_secure: the S3 server, from
+            ``COMPOUNDEYE_S3_ENDPOINT`` etc. (``host:port``; secure means https).
+        max_upload_mb: the largest event upload accepted, all evidence files together (HTTP 413 above).
+        site_config: optional site YAML; when set it is validated at start-up and its compounds and
+            cameras are registered with their names.
+        migrate_on_startup: run Alembic migrations to head when the app is created.
+        token_ttl_minutes: lifetime of a user's login token (``POST /api/v1/auth/token``).
+        scoring_config: the scoring table YAML (default ``configs/scoring.yaml``).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="COMPOUNDEYE_", extra="ignore")
+
+    database_url: str = "sqlite:///var/compoundeye.db"
+    storage_url: str = "file://var/evidence"
+    s3_endpoint: str = "127.0.0.1:9000"
+    s3_access_key: str = ""
+    s3_secret_key: SecretStr = SecretStr("")
+    s3_secure: bool = False
+    max_upload_mb: float = Field(100.0, gt=0)
+    site_config: Path | None = None
+    migrate_on_startup: bool = True
+    # Evidence links for browsers (issue 6): presigned S3 URLs, or API URLs signed with HMAC-SHA256 under
+    # evidence_url_secret (generated per process when unset: then links die with a restart).
+    evidence_url_ttl_s: int = Field(300, ge=10, le=24 * 3600)
+    evidence_url_secret: SecretStr | None = None
+    # Evidence retention in days per review state; evidence of a violation with a case not closed is kept.
+    retention_unreviewed_days: int = Field(30, ge=1)
+    retention_rejected_days: int = Field(7, ge=1)
+    retention_confirmed_days: int = Field(365, ge=1)
+    token_ttl_minutes: int = Field(480, gt=0, le=60 * 24 * 30)  # how long a login token lives (one shift)
+    scoring_config: Path | None = None  # the scoring table; default configs/scoring.yaml of the repository
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)

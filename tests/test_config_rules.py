@@ -1,0 +1,102 @@
+"""Rule parameters in the site file: per-rule models, documented defaults, strict overrides."""
+import textwrap
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from vision.config import (RULE_PARAMS, BinOverflowParams, CorridorClutterParams, EbikeIndoorParams, FireLaneParams,
+                           load_site_config)
+from vision.errors import ConfigError
+
+SITE = """\
+version: 1
+detector:
+  model: model.onnx
+rules:
+  fire_lane: {dwell_s: 90}
+compounds:
+  - id: sunrise
+    cameras:
+      - id: bins-west
+        source: clip.mp4
+        zones:
+          - id: bin-1
+            kind: bin_station
+            polygon: [[0.1, 0.1], [0.5, 0.1], [0.5, 0.5], [0.1, 0.5]]
+            rules: [bin_overflow]
+            overrides:
+              bin_overflow: {changed_fraction: 0.4, dwell_s: 300}
+          - id: lift
+            kind: elevator
+            polygon: [[0.6, 0.1], [0.9, 0.1], [0.9, 0.5], [0.6, 0.5]]
+            rules: [ebike_indoor]
+            overrides:
+              ebike_indoor: {elevator_dwell_s: 1.0, has_socket: false}
+          - id: hall
+            kind: corridor
+            polygon: [[0.1, 0.6], [0.9, 0.6], [0.9, 0.9], [0.1, 0.9]]
+            rules: [corridor_clutter]
+            overrides:
+              corridor_clutter: {zone_area_m2: 14.5}
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    (tmp_path / "model.onnx").write_bytes(b"x")
+    (tmp_path / "clip.mp4").write_bytes(b"x")
+    path = tmp_path / "site.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def problems(tmp_path, text) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_site_config(write(tmp_path, text))
+    return str(info.value)
+
+
+def test_each_rule_has_its_own_parameter_model_and_defaults():
+    assert set(RULE_PARAMS) == {"fire_lane", "bin_overflow", "corridor_clutter", "ebike_indoor"}
+    assert BinOverflowParams().classes == ("garbage",) and BinOverflowParams().dwell_s == 600
+    assert CorridorClutterParams().dwell_s == 1800 and "box_or_parcel" in CorridorClutterParams().classes
+    assert EbikeIndoorParams().classes == ("two_wheeler",) and EbikeIndoorParams().elevator_dwell_s <= 2.0
+
+
+def test_overrides_reach_the_rule_and_site_sections_keep_their_classes(tmp_path):
+    site = load_site_config(write(tmp_path, SITE))
+    zones = {z.id: z for z in site.compounds[0].cameras[0].zones}
+    bins = site.rule_params("bin_overflow", zones["bin-1"])
+    assert isinstance(bins, BinOverflowParams) and bins.changed_fraction == 0.4 and bins.dwell_s == 300
+    lift = site.rule_params("ebike_indoor", zones["lift"])
+    assert isinstance(lift, EbikeIndoorParams) and lift.elevator_dwell_s == 1.0
+    assert site.rule_params("corridor_clutter", zones["hall"]).zone_area_m2 == 14.5
+    # Writing one key of a rule's section keeps the rule's default classes (not an empty list).
+    assert isinstance(site.rules.fire_lane, FireLaneParams)
+    assert site.rules.fire_lane.dwell_s == 90 and site.rules.fire_lane.classes == ("car", "truck_or_bus")
+
+
+def test_key_of_another_rule_is_unknown_and_named_with_camera_and_zone(tmp_path):
+    text = problems(tmp_path, SITE.replace("{zone_area_m2: 14.5}", "{zone_area_m2: 14.5, changed_fraction: 0.3}"))
+    assert "overrides.corridor_clutter" in text and "changed_fraction" in text
+    assert "camera bins-west, zone hall" in text and "unknown" in text
+
+
+def test_out_of_range_values_are_named(tmp_path):
+    text = problems(tmp_path, SITE.replace("changed_fraction: 0.4", "changed_fraction: 1.5"))
+    assert "overrides.bin_overflow.changed_fraction" in text and "camera bins-west, zone bin-1" in text
+    assert "less than or equal to 1" in text
+    text = problems(tmp_path, SITE.replace("elevator_dwell_s: 1.0", "elevator_dwell_s: -1"))
+    assert "overrides.ebike_indoor.elevator_dwell_s" in text and "zone lift" in text
+
+
+def test_inconsistent_pair_is_explained(tmp_path):
+    text = problems(tmp_path, SITE.replace("changed_fraction: 0.4", "changed_fraction: 0.05"))
+    assert "clear_fraction (0.08) must be less than changed_fraction (0.05)" in text and "zone bin-1" in text
+    with pytest.raises(ValidationError, match="short_s"):
+        CorridorClutterParams(short_s=600, baseline_s=300)
+
+
+def test_site_section_with_unknown_key_is_rejected_with_line(tmp_path):
+    text = problems(tmp_path, SITE.replace("fire_lane: {dwell_s: 90}", "fire_lane: {dwell_s: 90, has_socket: true}"))
+    assert "line 5" in text and "rules.fire_lane.has_socket" in text and "unknown key" in text

@@ -1,0 +1,54 @@
+"""Helpers for the review-workflow tests: users with bearer tokens, seeded events, cases."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from service.models import utcnow
+from service.users import create_user
+
+PASSWORD = "correct horse battery"
+
+
+def make_user(app, client, username: str, grants: dict[str, str]) -> dict[str, str]:
+    """Create a user with ``grants`` and log in; return ``{"Authorization": "Bearer …"}``."""
+    with app.state.sessions() as session:
+        create_user(session, username, PASSWORD, grants)
+        session.commit()
+    response = client.post("/api/v1/auth/token", data={"username": username, "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+def post_event(client, make_event, worker_headers, **kwargs) -> str:
+    post = make_event(**kwargs)
+    response = post.post(client, worker_headers)
+    assert response.status_code == 201, response.text
+    return post.id
+
+
+def review(client, headers, violation_id: str, verdict: str = "confirm", reason: str | None = None):
+    body = {"verdict": verdict, **({"reason": reason} if reason else {})}
+    return client.post(f"/api/v1/events/{violation_id}/review", json=body, headers=headers)
+
+
+def past(hours: float = 1) -> str:
+    return (utcnow() - dt.timedelta(hours=hours)).isoformat()
+
+
+def future(hours: float = 24) -> str:
+    return (utcnow() + dt.timedelta(hours=hours)).isoformat()
+
+
+def reinspect(client, headers, case_id: int, jpeg: bytes, rule_active: bool,
+              frame_time: str = "2026-03-05T10:00:00+08:00"):
+    report = json.dumps({"frame_time": frame_time, "rule_active": rule_active})
+    return client.post(f"/api/v1/cases/{case_id}/reinspect", data={"report": report},
+                       files={"snapshot": ("after.jpg", jpeg, "image/jpeg")}, headers=headers)
+
+
+def audit_count(app) -> int:
+    from sqlalchemy import func, select
+    from service.models import AuditEntry
+    with app.state.sessions() as session:
+        return session.scalar(select(func.count()).select_from(AuditEntry))

@@ -1,0 +1,441 @@
+"""Site configuration: one YAML file describes compounds, cameras, zones, rules and schedules.
+
+Parsed into frozen, strict pydantic models. Unknown keys, bad polygons, missing files and
+out-of-range values raise :class:`ConfigError` naming the file, the line, the key path and the reason.
+Secrets (API keys, camera passwords) never live here: they come from the environment.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from shapely.geometry import Polygon as ShapelyPolygon
+from shapely.validation import explain_validity
+
+from vision.errors import ConfigError
+
+Identifier = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+ZoneKind = Literal["corridor", "stairwell", "lobby", "elevator", "bin_station", "fire_lane", "parking", "gate"]
+RuleName = Literal["fire_lane", "bin_overflow", "corridor_clutter", "ebike_indoor"]
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ScheduleWindow(Strict):
+    """An armed time window (布防时段) in the site's time zone. ``end`` may be ``24:00``; a window with
+    ``end`` before ``start`` runs past midnight into the next day."""
+
+    days: tuple[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], ...] = DAYS
+    start: str = "00:00"
+    end: str = "24:00"
+
+    @field_validator("start", "end")
+    @classmethod
+    def _hhmm(cls, value: str) -> str:
+        m = re.fullmatch(r"(\d{2}):(\d{2})", value)
+        if not m or int(m.group(1)) > 24 or int(m.group(2)) > 59 or (int(m.group(1)) == 24 and m.group(2) != "00"):
+            raise ValueError(f"expected HH:MM between 00:00 and 24:00, got {value!r}")
+        return value
+
+    def minutes(self) -> tuple[int, int]:
+        (sh, sm), (eh, em) = (map(int, self.start.split(":")), map(int, self.end.split(":")))
+        return sh * 60 + sm, eh * 60 + em
+
+
+class Schedule(Strict):
+    """A list of armed windows; an empty list means always armed."""
+
+    windows: tuple[ScheduleWindow, ...] = ()
+
+    def armed(self, time_s: float, tz: ZoneInfo) -> bool:
+        """Whether the schedule is armed at frame time ``time_s`` (UTC epoch seconds)."""
+        if not self.windows:
+            return True
+        local = dt.datetime.fromtimestamp(time_s, tz)
+        minute = local.hour * 60 + local.minute
+        today, yesterday = DAYS[local.weekday()], DAYS[(local.weekday() - 1) % 7]
+        for w in self.windows:
+            start, end = w.minutes()
+            if start <= end:
+                if today in w.days and start <= minute < end:
+                    return True
+            else:  # crosses midnight
+                if (today in w.days and minute >= start) or (yesterday in w.days and minute < end):
+                    return True
+        return False
+
+
+class RuleParams(Strict):
+    """Parameters shared by the rules. Times are in seconds of frame time."""
+
+    enabled: bool = True
+    classes: tuple[str, ...] = ()
+    min_confidence: float = Field(0.4, ge=0.0, le=1.0)
+    dwell_s: float = Field(60.0, gt=0, le=7 * 24 * 3600)
+    confirm_k: int = Field(3, ge=1, le=100)
+    confirm_n: int = Field(5, ge=1, le=100)
+    stationary_tolerance: float = Field(0.25, gt=0, le=2.0,
+                                        description="how far the box may drift from where it settled, as a fraction of its diagonal")
+    grace_s: float = Field(10.0, ge=0, le=3600)
+    cooldown_s: float = Field(300.0, ge=0, le=7 * 24 * 3600)
+    clear_s: float = Field(30.0, gt=0, le=24 * 3600)
+    schedule: Schedule = Schedule()
+
+    @model_validator(mode="after")
+    def _k_of_n(self) -> "RuleParams":
+        if self.confirm_k > self.confirm_n:
+            raise ValueError(f"confirm_k ({self.confirm_k}) must not exceed confirm_n ({self.confirm_n})")
+        return self
+
+
+DEFAULT_RULE_CLASSES: dict[str, tuple[str, ...]] = {
+    "fire_lane": ("car", "truck_or_bus"),
+    "bin_overflow": ("garbage",),
+    # For clutter the detector classes are supporting evidence for static regions found in pixels.
+    "corridor_clutter": ("box_or_parcel", "garbage", "bicycle", "two_wheeler"),
+    # Bicycles are not the fire risk the standard targets; a site may add "bicycle".
+    "ebike_indoor": ("two_wheeler",),
+}
+
+
+def _check_less(params: BaseModel, lower: str, upper: str) -> None:
+    if not getattr(params, lower) < getattr(params, upper):
+        raise ValueError(f"{lower} ({getattr(params, lower)}) must be less than {upper} ({getattr(params, upper)})")
+
+
+class FireLaneParams(RuleParams):
+    """Fire lane (占用消防通道): a vehicle standing in the zone beyond ``dwell_s``."""
+
+    classes: tuple[str, ...] = DEFAULT_RULE_CLASSES["fire_lane"]
+
+
+class BinOverflowParams(RuleParams):
+    """Bin overflow (垃圾箱满溢), judged per ``bin_station`` zone from garbage detections and the
+    zone's clean baseline image. Fractions are of the zone's area; times are seconds of frame time."""
+
+    classes: tuple[str, ...] = DEFAULT_RULE_CLASSES["bin_overflow"]
+    dwell_s: float = Field(600.0, gt=0, le=7 * 24 * 3600)
+    person_classes: tuple[str, ...] = ("person",)
+    near_margin: float = Field(0.25, ge=0, le=2.0, description="'around the bin': the zone grown by this "
+                               "fraction of its size; garbage and people in it count")
+    garbage_cover: float = Field(0.3, gt=0, le=1.0, description="overflow when garbage boxes cover this much")
+    changed_fraction: float = Field(0.25, gt=0, le=1.0, description="overflow when this much of the zone "
+                                    "differs from its baseline and garbage is present")
+    clear_fraction: float = Field(0.08, ge=0, lt=1.0, description="the zone looks like its baseline again "
+                                  "(emptied) below this changed fraction")
+    pixel_threshold: float = Field(30.0, gt=0, le=255, description="gray-level difference that counts as changed")
+    baseline_s: float = Field(600.0, gt=0, le=7 * 24 * 3600, description="time constant of the clean baseline")
+    relearn_s: float = Field(3600.0, gt=0, le=7 * 24 * 3600, description="a zone that differs from its "
+                             "baseline this long with no garbage and no person seen is relearned (bin replaced)")
+
+    @model_validator(mode="after")
+    def _fractions_ordered(self) -> "BinOverflowParams":
+        _check_less(self, "clear_fraction", "changed_fraction")
+        return self
+
+
+class CorridorClutterParams(RuleParams):
+    """Corridor clutter (楼道乱堆乱放): new static regions against a clean baseline of the zone, with
+    detections of ``classes`` as supporting evidence. One violation per spot."""
+
+    classes: tuple[str, ...] = DEFAULT_RULE_CLASSES["corridor_clutter"]
+    dwell_s: float = Field(1800.0, gt=0, le=7 * 24 * 3600)
+    person_classes: tuple[str, ...] = ("person",)
+    pixel_threshold: float = Field(30.0, gt=0, le=255, description="gray-level difference that counts as changed")
+    short_s: float = Field(20.0, gt=0, le=3600, description="time constant of the short-term background: "
+                           "how fast a newly placed item becomes 'static'")
+    baseline_s: float = Field(900.0, gt=0, le=7 * 24 * 3600, description="time constant of the clean "
+                              "baseline (follows slow lighting changes where nothing was placed)")
+    min_spot_fraction: float = Field(0.01, gt=0, le=1.0, description="smallest spot, as a fraction of the zone")
+    lighting_correlation: float = Field(0.9, gt=0, le=1.0, description="a changed region whose texture "
+                                        "correlates this well with the baseline is a lighting change")
+    require_detection: bool = Field(False, description="count only spots a detection of `classes` supports")
+    zone_area_m2: float = Field(0.0, ge=0, le=10000, description="floor area of the zone for the m² estimate; "
+                                "0 = not calibrated")
+
+    @model_validator(mode="after")
+    def _times_ordered(self) -> "CorridorClutterParams":
+        _check_less(self, "short_s", "baseline_s")
+        return self
+
+
+class EbikeIndoorParams(RuleParams):
+    """E-bikes indoors (电动车进楼入梯 / 违规充电): a two-wheeler standing in a corridor, stairwell or
+    lobby beyond ``dwell_s``; in an ``elevator`` zone beyond ``elevator_dwell_s``."""
+
+    classes: tuple[str, ...] = DEFAULT_RULE_CLASSES["ebike_indoor"]
+    dwell_s: float = Field(120.0, gt=0, le=7 * 24 * 3600)
+    elevator_dwell_s: float = Field(1.5, gt=0, le=600, description="dwell in elevator zones (alert fast)")
+    elevator_stationary_tolerance: float = Field(2.0, gt=0, le=2.0, description="an e-bike being wheeled "
+                                                 "around the cabin still counts")
+    has_socket: bool = Field(False, description="the zone is drawn around a socket: an e-bike standing in it "
+                             "beyond dwell_s is reported as charging (suspected)")
+
+
+#: the parameter model of each rule
+RULE_PARAMS: dict[str, type[RuleParams]] = {
+    "fire_lane": FireLaneParams,
+    "bin_overflow": BinOverflowParams,
+    "corridor_clutter": CorridorClutterParams,
+    "ebike_indoor": EbikeIndoorParams,
+}
+
+
+class RulesConfig(Strict):
+    """Site-wide rule parameters; a key left out keeps its rule's default (classes included)."""
+
+    fire_lane: FireLaneParams = FireLaneParams()
+    bin_overflow: BinOverflowParams = BinOverflowParams()
+    corridor_clutter: CorridorClutterParams = CorridorClutterParams()
+    ebike_indoor: EbikeIndoorParams = EbikeIndoorParams()
+
+    def params(self, rule: str) -> RuleParams:
+        return getattr(self, rule)
+
+
+class Zone(Strict):
+    """A named polygon on one camera's image, in normalised 0..1 coordinates (x right, y down)."""
+
+    id: Identifier
+    name: str = ""
+    kind: ZoneKind
+    polygon: tuple[tuple[float, float], ...]
+    rules: tuple[RuleName, ...] = ()
+    schedule: Schedule = Schedule()
+    overrides: dict[RuleName, dict[str, float | int | bool]] = Field(
+        default_factory=dict, description="per-rule parameter overrides for this zone, e.g. {fire_lane: {dwell_s: 30}}")
+
+    @field_validator("polygon")
+    @classmethod
+    def _valid_polygon(cls, pts: tuple[tuple[float, float], ...]) -> tuple[tuple[float, float], ...]:
+        if len(pts) < 3:
+            raise ValueError(f"a polygon needs at least 3 points, got {len(pts)}")
+        for i, (x, y) in enumerate(pts):
+            if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+                raise ValueError(f"point {i} ({x}, {y}) is outside 0..1 (coordinates are normalised)")
+        poly = ShapelyPolygon(pts)
+        if not poly.is_valid:
+            raise ValueError(f"invalid polygon: {explain_validity(poly)}")
+        if poly.area < 1e-4:
+            raise ValueError(f"polygon area {poly.area:.2e} is too small")
+        return pts
+
+
+class Camera(Strict):
+    """One camera. ``source`` is the detection stream (file, folder or rtsp URL); ``main_source`` the
+    full-quality stream for evidence (defaults to ``source``). Credentials in URLs come from the
+    environment: write ``rtsp://${CAM_USER}:${CAM_PASS}@host/…``."""
+
+    id: Identifier
+    name: str = ""
+    source: str
+    main_source: str | None = None
+    sample_fps: float = Field(5.0, gt=0, le=60)
+    loop: bool = Field(False, description="replay a file source forever (demo)")
+    zones: tuple[Zone, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique_zones(self) -> "Camera":
+        seen = [z.id for z in self.zones]
+        dup = {z for z in seen if seen.count(z) > 1}
+        if dup:
+            raise ValueError(f"duplicate zone ids: {sorted(dup)}")
+        return self
+
+
+class Compound(Strict):
+    id: Identifier
+    name: str = ""
+    cameras: tuple[Camera, ...] = ()
+
+
+class DetectorConfig(Strict):
+    model: str = Field(description="path to an ONNX model; its model card sits next to it")
+    confidence: float = Field(0.25, ge=0.0, le=1.0, description="minimum confidence kept from the model")
+    iou: float = Field(0.5, gt=0.0, le=1.0, description="NMS IoU threshold")
+    threads: int = Field(2, ge=1, le=64)
+
+
+class EvidenceConfig(Strict):
+    pre_roll_s: float = Field(5.0, ge=0, le=120)
+    post_roll_s: float = Field(10.0, ge=0, le=300)
+    clip_fps: float = Field(10.0, gt=0, le=60)
+    jpeg_quality: int = Field(90, ge=30, le=100)
+
+
+class ApiConfig(Strict):
+    url: str = "http://127.0.0.1:8000"
+    api_key_env: str = Field("COMPOUNDEYE_API_KEY", description="the environment variable holding the worker key")
+
+
+class SiteConfig(Strict):
+    """A whole site file."""
+
+    version: Literal[1] = 1
+    timezone: str = "Asia/Shanghai"
+    detector: DetectorConfig
+    evidence: EvidenceConfig = EvidenceConfig()
+    api: ApiConfig = ApiConfig()
+    outbox_dir: str = Field("var/outbox", description="where the worker keeps undelivered events")
+    rules: RulesConfig = RulesConfig()
+    compounds: tuple[Compound, ...]
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> "SiteConfig":
+        ids = [c.id for c in self.compounds]
+        cams = [cam.id for c in self.compounds for cam in c.cameras]
+        for what, seen in (("compound", ids), ("camera", cams)):
+            dup = {x for x in seen if seen.count(x) > 1}
+            if dup:
+                raise ValueError(f"duplicate {what} ids: {sorted(dup)}")
+        return self
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def cameras(self) -> list[tuple[Compound, Camera]]:
+        return [(c, cam) for c in self.compounds for cam in c.cameras]
+
+    def rule_params(self, rule: str, zone: Zone) -> RuleParams:
+        """The rule's parameters for one zone (a :data:`RULE_PARAMS` model): site defaults, then the
+        zone's overrides and schedule.
+
+        Raises:
+            pydantic.ValidationError: an override key unknown to the rule or out of range
+                (``load_site_config`` reports it with the file, line, camera, zone and key).
+        """
+        base = self.rules.params(rule)
+        update: dict = dict(zone.overrides.get(rule, {}))
+        if zone.schedule.windows:
+            update["schedule"] = zone.schedule
+        if not update:
+            return base
+        return type(base).model_validate({**base.model_dump(), **update})
+
+
+def _line_index(text: str) -> dict[tuple, int]:
+    """Map each key path in a YAML document to its 1-based line, for error messages."""
+    index: dict[tuple, int] = {}
+
+    def walk(node, path: tuple) -> None:
+        index[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                index[path + (key.value,)] = key.start_mark.line + 1
+                walk(value, path + (key.value,))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, path + (i,))
+
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return index
+    if root is not None:
+        walk(root, ())
+    return index
+
+
+def _format_path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _expand_env(value: str) -> str:
+    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", lambda m: os.environ.get(m.group(1), m.group(0)), value)
+
+
+def resolve_path(config_path: Path, value: str) -> Path:
+    """A path in the site file is relative to the file's folder."""
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else (config_path.parent / p)
+
+
+def is_stream_url(source: str) -> bool:
+    return bool(re.match(r"^(rtsps?|rtmp|https?|srt|udp)://", source))
+
+
+def load_site_config(path: str | os.PathLike) -> SiteConfig:
+    """Read and validate a site file. Raises ConfigError with every problem found."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), [("(file)", f"cannot read: {exc.strerror or exc}")]) from exc
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else "(file)"
+        raise ConfigError(str(path), [(where, f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(str(path), [("(top level)", "expected a mapping of settings")])
+    lines = _line_index(text)
+    try:
+        config = SiteConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+            line = next((lines[loc[:i]] for i in range(len(loc), -1, -1) if loc[:i] in lines), None)
+            key = (f"line {line}: " if line else "") + _format_path(loc)
+            reason = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                reason = "unknown key"
+            problems.append((key, reason))
+        raise ConfigError(str(path), problems) from exc
+
+    problems = []
+    model = resolve_path(path, config.detector.model)
+    if not model.is_file():
+        problems.append((f"line {lines.get(('detector', 'model'), '?')}: detector.model", f"file not found: {model}"))
+    for ci, compound in enumerate(config.compounds):
+        for ki, cam in enumerate(compound.cameras):
+            for key, src in (("source", cam.source), ("main_source", cam.main_source)):
+                if src and not is_stream_url(src) and not resolve_path(path, _expand_env(src)).exists():
+                    loc = ("compounds", ci, "cameras", ki, key)
+                    problems.append((f"line {lines.get(loc, '?')}: {_format_path(loc)}",
+                                     f"file not found: {resolve_path(path, src)}"))
+            for zi, zone in enumerate(cam.zones):
+                for rule, override in zone.overrides.items():
+                    loc = ("compounds", ci, "cameras", ki, "zones", zi, "overrides", rule)
+                    try:
+                        config.rule_params(rule, zone)
+                    except ValidationError as exc:
+                        where = f" (camera {cam.id}, zone {zone.id})"
+                        for err in exc.errors():
+                            problems.append((f"line {lines.get(loc, '?')}: {_format_path(loc + tuple(err['loc']))}",
+                                             ("unknown key" if err["type"] == "extra_forbidden"
+                                              else err["msg"].removeprefix("Value error, ")) + where))
+                    unknown = set(override) - set(RULE_PARAMS[rule].model_fields)
+                    if unknown:
+                        problems.append((f"line {lines.get(loc, '?')}: {_format_path(loc)}",
+                                         f"unknown keys {sorted(unknown)} for rule {rule} "
+                                         f"(camera {cam.id}, zone {zone.id})"))
+                    if rule not in zone.rules:
+                        problems.append((f"line {lines.get(loc, '?')}: {_format_path(loc)}",
+                                         f"override for rule {rule!r} which the zone does not arm"))
+    if problems:
+        raise ConfigError(str(path), problems)
+    return config
