@@ -64,8 +64,9 @@ def alembic_config(database_url: str) -> Config:
     return cfg
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
-    """Migrate the database at ``database_url`` to ``revision`` (default: the newest)."""
+def upgrade(database_url: str, revision: str = "heads") -> None:
+    """Migrate the database at ``database_url`` to ``revision`` (default: every head, so that features
+    developed side by side may each add a migration branching from the same parent)."""
     command.upgrade(alembic_config(database_url), revision)
 
 
