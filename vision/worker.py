@@ -201,6 +201,10 @@ class Worker:
                     return
             except (SourceError, CompoundEyeError) as exc:
                 self.camera_errors[camera.id] = str(exc)
+                if isinstance(exc, SourceError) and not camera.loop and "://" not in camera.source:
+                    # a damaged file stays damaged: report it once and leave the camera stopped
+                    log.error("camera %s: %s; file source stopped", camera.id, exc)
+                    return
                 log.error("camera %s: %s; retrying in %.0f s", camera.id, exc, backoff)
             except Exception as exc:  # a bug in one camera's pipeline must not stop the others
                 self.camera_errors[camera.id] = f"{type(exc).__name__}: {exc}"
