@@ -47,7 +47,7 @@ def test_good_file_loads_and_applies_zone_overrides(tmp_path):
     site = load_site_config(write(tmp_path, GOOD))
     zone = site.compounds[0].cameras[0].zones[0]
     assert site.rule_params("fire_lane", zone).dwell_s == 30
-    assert site.rules.fire_lane.dwell_s == 60  # the site default is untouched
+    assert site.rules.fire_lane.dwell_s == 120  # the rule default (2 min) is untouched
     with pytest.raises(Exception):
         site.timezone = "UTC"  # frozen
 
@@ -57,7 +57,7 @@ def test_unknown_key_is_named_with_line(tmp_path):
     assert err.path.endswith("site.yaml")
     [(key, reason)] = err.problems
     assert "compounds[0].cameras[0].fps" in key and "line 10" in key
-    assert reason == "unknown key"
+    assert reason == "unknown key (camera gate)"
 
 
 def test_bad_polygons(tmp_path):

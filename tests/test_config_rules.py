@@ -100,3 +100,32 @@ def test_inconsistent_pair_is_explained(tmp_path):
 def test_site_section_with_unknown_key_is_rejected_with_line(tmp_path):
     text = problems(tmp_path, SITE.replace("fire_lane: {dwell_s: 90}", "fire_lane: {dwell_s: 90, has_socket: true}"))
     assert "line 5" in text and "rules.fire_lane.has_socket" in text and "unknown key" in text
+
+
+def test_fire_lane_waits_two_minutes_by_default():
+    assert FireLaneParams().dwell_s == 120
+
+
+@pytest.mark.parametrize("schedule, reason", [
+    ("{windows: []}", "empty schedule"),
+    ("{windows: [{days: [], start: '08:00', end: '20:00'}]}", "at least one day"),
+    ("{windows: [{start: '08:00', end: '08:00'}]}", "the window is empty"),
+])
+def test_empty_schedules_are_refused_with_camera_zone_and_key(tmp_path, schedule, reason):
+    text = problems(tmp_path, SITE.replace("rules: [corridor_clutter]", "rules: [corridor_clutter]\n            schedule: " + schedule))
+    assert "camera bins-west, zone hall" in text and "zones[2].schedule" in text
+    assert reason in text
+
+
+def test_windows_that_arm_something_are_accepted(tmp_path):
+    site = load_site_config(write(tmp_path, SITE.replace(
+        "rules: [corridor_clutter]", "rules: [corridor_clutter]\n            schedule: {windows: [{start: '22:00', end: '06:00'}]}")))
+    hall = {z.id: z for z in site.compounds[0].cameras[0].zones}["hall"]
+    assert len(site.rule_params("corridor_clutter", hall).schedule.windows) == 1
+
+
+def test_negative_dwell_and_polygon_outside_the_frame_are_named(tmp_path):
+    text = problems(tmp_path, SITE.replace("dwell_s: 300", "dwell_s: -5"))
+    assert "overrides.bin_overflow.dwell_s" in text and "camera bins-west, zone bin-1" in text
+    text = problems(tmp_path, SITE.replace("[0.9, 0.1], [0.9, 0.5]", "[1.4, 0.1], [0.9, 0.5]"))
+    assert "zone lift" in text and "polygon" in text

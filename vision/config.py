@@ -46,6 +46,15 @@ class ScheduleWindow(Strict):
             raise ValueError(f"expected HH:MM between 00:00 and 24:00, got {value!r}")
         return value
 
+    @model_validator(mode="after")
+    def _not_empty(self) -> "ScheduleWindow":
+        if not self.days:
+            raise ValueError("an armed window needs at least one day; an empty window would never arm the rule")
+        start, end = self.minutes()
+        if start % 1440 == end % 1440 and (start, end) != (0, 1440):
+            raise ValueError(f"start and end are the same time ({self.start}): the window is empty")
+        return self
+
     def minutes(self) -> tuple[int, int]:
         (sh, sm), (eh, em) = (map(int, self.start.split(":")), map(int, self.end.split(":")))
         return sh * 60 + sm, eh * 60 + em
@@ -55,6 +64,14 @@ class Schedule(Strict):
     """A list of armed windows; an empty list means always armed."""
 
     windows: tuple[ScheduleWindow, ...] = ()
+
+    @model_validator(mode="after")
+    def _explicit_windows(self) -> "Schedule":
+        # Leaving `schedule` out means "always armed"; writing `windows: []` is almost certainly a
+        # mistake (a rule that never arms, or one armed around the clock by accident): refuse it.
+        if "windows" in self.model_fields_set and not self.windows:
+            raise ValueError("empty schedule: give at least one window, or leave `schedule` out to arm the rule always")
+        return self
 
     def armed(self, time_s: float, tz: ZoneInfo) -> bool:
         """Whether the schedule is armed at frame time ``time_s`` (UTC epoch seconds)."""
@@ -116,6 +133,8 @@ class FireLaneParams(RuleParams):
     """Fire lane (占用消防通道): a vehicle standing in the zone beyond ``dwell_s``."""
 
     classes: tuple[str, ...] = DEFAULT_RULE_CLASSES["fire_lane"]
+    dwell_s: float = Field(120.0, gt=0, le=7 * 24 * 3600,
+                           description="seconds a vehicle must stand in the zone (default 2 minutes)")
 
 
 class BinOverflowParams(RuleParams):
@@ -329,7 +348,7 @@ class SiteConfig(Strict):
             update["schedule"] = zone.schedule
         if not update:
             return base
-        return type(base).model_validate({**base.model_dump(), **update})
+        return type(base).model_validate({**base.model_dump(exclude_unset=True), **update})
 
 
 def _line_index(text: str) -> dict[tuple, int]:
@@ -376,6 +395,20 @@ def is_stream_url(source: str) -> bool:
     return bool(re.match(r"^(rtsps?|rtmp|https?|srt|udp)://", source))
 
 
+def _where(raw: dict, loc: tuple) -> str:
+    """`` (camera X, zone Y)`` for an error inside a camera or zone of the raw YAML, by their ids."""
+    names = []
+    try:
+        if loc[:1] == ("compounds",) and len(loc) > 3 and loc[2] == "cameras":
+            cam = raw["compounds"][loc[1]]["cameras"][loc[3]]
+            names.append(f"camera {cam.get('id', '#' + str(loc[3]))}")
+            if len(loc) > 5 and loc[4] == "zones":
+                names.append(f"zone {cam['zones'][loc[5]].get('id', '#' + str(loc[5]))}")
+    except (KeyError, IndexError, TypeError, AttributeError):
+        pass
+    return f" ({', '.join(names)})" if names else ""
+
+
 def load_site_config(path: str | os.PathLike) -> SiteConfig:
     """Read and validate a site file. Raises ConfigError with every problem found."""
     path = Path(path)
@@ -403,7 +436,7 @@ def load_site_config(path: str | os.PathLike) -> SiteConfig:
             reason = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 reason = "unknown key"
-            problems.append((key, reason))
+            problems.append((key, reason + _where(raw, loc)))
         raise ConfigError(str(path), problems) from exc
 
     problems = []
