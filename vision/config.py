@@ -65,14 +65,6 @@ class Schedule(Strict):
 
     windows: tuple[ScheduleWindow, ...] = ()
 
-    @model_validator(mode="after")
-    def _explicit_windows(self) -> "Schedule":
-        # Leaving `schedule` out means "always armed"; writing `windows: []` is almost certainly a
-        # mistake (a rule that never arms, or one armed around the clock by accident): refuse it.
-        if "windows" in self.model_fields_set and not self.windows:
-            raise ValueError("empty schedule: give at least one window, or leave `schedule` out to arm the rule always")
-        return self
-
     def armed(self, time_s: float, tz: ZoneInfo) -> bool:
         """Whether the schedule is armed at frame time ``time_s`` (UTC epoch seconds)."""
         if not self.windows:
@@ -395,6 +387,21 @@ def is_stream_url(source: str) -> bool:
     return bool(re.match(r"^(rtsps?|rtmp|https?|srt|udp)://", source))
 
 
+def _empty_schedules(node, loc: tuple) -> list[tuple]:
+    """Key paths of every ``schedule`` written in the YAML with no windows (``{}``, ``windows: []``, null)."""
+    found = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "schedule" and (value is None or (isinstance(value, dict) and not value.get("windows"))):
+                found.append(loc + (key,))
+            else:
+                found += _empty_schedules(value, loc + (key,))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found += _empty_schedules(value, loc + (i,))
+    return found
+
+
 def _where(raw: dict, loc: tuple) -> str:
     """`` (camera X, zone Y)`` for an error inside a camera or zone of the raw YAML, by their ids."""
     names = []
@@ -425,6 +432,14 @@ def load_site_config(path: str | os.PathLike) -> SiteConfig:
     if not isinstance(raw, dict):
         raise ConfigError(str(path), [("(top level)", "expected a mapping of settings")])
     lines = _line_index(text)
+    empty = _empty_schedules(raw, ())
+    if empty:
+        # Leaving `schedule` out means "always armed"; an empty one is almost certainly a mistake (a
+        # rule that never arms, or one armed around the clock by accident): refuse it.
+        raise ConfigError(str(path), [
+            (f"line {lines.get(loc, '?')}: {_format_path(loc)}",
+             "empty schedule: give at least one window, or leave `schedule` out to arm the rule always"
+             + _where(raw, loc)) for loc in empty])
     try:
         config = SiteConfig.model_validate(raw)
     except ValidationError as exc:
