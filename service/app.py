@@ -15,7 +15,7 @@ from service.catalog import register_site
 from service.db import make_engine, session_factory, upgrade
 from service.errors import AlreadyReviewed, Conflict, IntegrityFailed, InvalidEvent, ObjectNotFound, StorageError, UploadTooLarge
 from service.live import LiveHub
-from service.routers import events, evidence, health, reviews
+from service.routers import events, evidence, feed, health, reviews
 from service.routers.workflow import ROUTERS as workflow_routers
 from service import pages
 from service.settings import Settings
@@ -97,7 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES)
     install_error_handlers(app)
     app.include_router(health.router)
-    for router in (events.router, evidence.router, reviews.router, *workflow_routers):
+    for router in (events.router, evidence.router, reviews.router, *workflow_routers, feed.router):
         app.include_router(router, prefix="/api/v1")
     app.include_router(pages.router)
     return app

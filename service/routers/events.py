@@ -11,6 +11,7 @@ from service.deps import CurrentKey, SessionDep, SettingsDep, StoreDep, WorkerKe
 from service.ingest import check_uploads, parse_event, store_event
 from service.models import Violation
 from service.routers.common import load_violation, violation_public
+from service.routers.feed import publish_violation
 from service.schemas import Identifier, ReviewState, ViolationList, ViolationPublic
 
 router = APIRouter(prefix="/events", tags=["events"])
@@ -42,7 +43,8 @@ def post_event(
     if not created:
         key.require("events.post", violation.compound_id, what=f"violation with id {violation.id!r}")
         response.status_code = status.HTTP_200_OK
-    return violation_public(violation, request)
+        return violation_public(violation, request)
+    return publish_violation(request, violation_public(violation, request))
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
