@@ -54,9 +54,12 @@
     if (item.review_state === "unreviewed") {
       try { violation = await CE.post(`/api/v1/events/${enc(item.id)}/claim`); item._claimed = false; }
       catch (e) {
-        if (e.status === 409) { item._claimed = true; $("decided").textContent = CE.t("review.claimed_by_other") + " · " + e.message; }
-        else CE.toast(CE.t("common.error", { detail: e.message }), "error");
+        if (e.status !== 409) CE.toast(CE.t("common.error", { detail: e.message }), "error");
         violation = await CE.json(`/api/v1/events/${enc(item.id)}`);
+        if (e.status === 409 && violation.review_state === "unreviewed") {
+          item._claimed = true;
+          $("decided").textContent = CE.t("review.claimed_by_other") + (violation.claimed_until ? " · " + CE.fmt(violation.claimed_until) : "");
+        }
       }
     } else {
       violation = await CE.json(`/api/v1/events/${enc(item.id)}`);
