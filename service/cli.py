@@ -29,6 +29,9 @@ app.add_typer(__import__("service.cli_users", fromlist=["keys_app"]).keys_app, n
 app.add_typer(__import__("service.cli_users", fromlist=["users_app"]).users_app, name="users")
 app.add_typer(db_app, name="db")
 app.add_typer(__import__("service.cli_evidence", fromlist=["evidence_app"]).evidence_app, name="evidence")
+app.command("rescan")(__import__("service.cli_rescan", fromlist=["rescan"]).rescan)
+bench_app.command("rescan")(__import__("service.cli_rescan", fromlist=["bench_rescan"]).bench_rescan)
+app.add_typer(__import__("service.cli_models", fromlist=["models_app"]).models_app)  # train, export, evaluate
 
 
 def _logging(verbose: bool) -> None:

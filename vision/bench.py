@@ -8,13 +8,14 @@ import os
 import platform
 import time
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 import cv2
 import numpy as np
 import onnxruntime as ort
 
 from vision.detector import OnnxDetector
+from vision.errors import CompoundEyeError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 BENCH_FRAME_SIZE = (640, 360)  # width, height: a typical sub-stream, the one detection runs on
@@ -41,21 +42,40 @@ def _stats(samples_s: list[float]) -> dict:
             "p90": round(float(np.percentile(ms, 90)), 3), "min": round(float(ms.min()), 3)}
 
 
+#: The model measured beside ours by ``bench detector``: the YOLOX-Nano teacher, by path (its weights
+#: stay in ../shared/weights; the card is committed). Skipped when the file is absent.
+REPO = Path(__file__).resolve().parents[1]
+TEACHER = (REPO.parent / "shared" / "weights" / "yolox_nano.onnx", REPO / "models" / "teachers" / "yolox_nano.card.yaml")
+
+
 def bench_detector(model_path: str | os.PathLike, runs: int = 50, warmup: int = 5, threads: int = 2,
                    card_path: str | os.PathLike | None = None, image: np.ndarray | None = None,
-                   providers: list[str] | None = None) -> dict:
+                   providers: list[str] | None = None,
+                   compare: Sequence[tuple[str | os.PathLike, str | os.PathLike | None]] | None = None) -> dict:
     """Time the detector's three stages on one frame, ``runs`` times after ``warmup`` untimed runs.
 
     Args:
         model_path: the ONNX model (its card next to it, or ``card_path``).
         image: the BGR frame to use; default a synthetic 640x360 frame.
+        compare: other ``(model, card)`` pairs timed the same way in the same run, reported under
+            ``"compare"``; default (None): the YOLOX teacher (:data:`TEACHER`) when its file exists.
+            Pass ``()`` for none.
     Returns:
         ``{"model", "model_path", "format", "input_size", "frame_size", "provider", "threads",
         "onnxruntime", "cpu_count", "machine", "runs", "warmup", "ms": {"preprocess", "inference",
-        "postprocess", "total": {"mean", "p50", "p90", "min"}}, "fps_mean", "detections"}``.
+        "postprocess", "total": {"mean", "p50", "p90", "min"}}, "fps_mean", "detections",
+        "compare": [the same keys per compared model]}``.
     Raises:
         ModelError: if the model or its card cannot be loaded.
     """
+    if compare is None:
+        compare = [TEACHER] if TEACHER[0].is_file() and Path(model_path).resolve() != TEACHER[0].resolve() else []
+    result = _bench_one(model_path, runs, warmup, threads, card_path, image, providers)
+    result["compare"] = [_bench_one(m, runs, warmup, threads, c, image, providers) for m, c in compare]
+    return result
+
+
+def _bench_one(model_path, runs, warmup, threads, card_path, image, providers) -> dict:
     if runs < 1 or warmup < 0:
         raise ValueError(f"need runs >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}")
     detector = OnnxDetector(model_path, card_path=card_path, threads=threads, providers=providers)
@@ -122,11 +142,22 @@ def detect_images(paths: Iterable[str | os.PathLike], detector: OnnxDetector) ->
         except OSError as exc:
             yield {"image": str(path), "error": f"cannot read: {exc.strerror or exc}"}
             continue
-        image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+        if data.size == 0:
+            yield {"image": str(path), "error": "empty file (0 bytes)"}
+            continue
+        # IMREAD_COLOR: grey, 16-bit and alpha images all come back as 8-bit BGR
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR)
         if image is None:
             yield {"image": str(path), "error": "not a readable image"}
             continue
-        dets = detector.detect(image)
+        if image.shape[0] == 0 or image.shape[1] == 0:
+            yield {"image": str(path), "error": "empty image (0 pixels)"}
+            continue
+        try:
+            dets = detector.detect(image)
+        except (ValueError, CompoundEyeError) as exc:
+            yield {"image": str(path), "error": f"detection failed: {exc}"}
+            continue
         yield {
             "image": str(path),
             "model": detector.model_version,

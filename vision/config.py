@@ -252,6 +252,8 @@ class Camera(Strict):
     main_source: str | None = None
     sample_fps: float = Field(5.0, gt=0, le=60)
     loop: bool = Field(False, description="replay a file source forever (demo)")
+    keyframes_only: bool = Field(False, description="stream sources: decode only the detection stream's keyframes "
+                                 "(saves CPU when sample_fps is at most one per GOP)")
     zones: tuple[Zone, ...] = ()
 
     @model_validator(mode="after")
@@ -269,11 +271,21 @@ class Compound(Strict):
     cameras: tuple[Camera, ...] = ()
 
 
+class ExtraModel(Strict):
+    """One more detector run beside ``detector.model`` (e.g. the YOLOX teacher); its classes are
+    mapped onto the project classes by its card (``class_map``) and merged (vision.detector.MultiDetector)."""
+
+    model: str = Field(description="path to an ONNX model")
+    card: str | None = Field(None, description="its model card, if not next to the model")
+    confidence: float | None = Field(None, ge=0.0, le=1.0, description="default: detector.confidence")
+
+
 class DetectorConfig(Strict):
     model: str = Field(description="path to an ONNX model; its model card sits next to it")
     confidence: float = Field(0.25, ge=0.0, le=1.0, description="minimum confidence kept from the model")
     iou: float = Field(0.5, gt=0.0, le=1.0, description="NMS IoU threshold")
     threads: int = Field(2, ge=1, le=64)
+    extra_models: tuple[ExtraModel, ...] = Field((), description="more models whose detections are merged in")
 
 
 class EvidenceConfig(Strict):
@@ -281,6 +293,47 @@ class EvidenceConfig(Strict):
     post_roll_s: float = Field(10.0, ge=0, le=300)
     clip_fps: float = Field(10.0, gt=0, le=60)
     jpeg_quality: int = Field(90, ge=30, le=100)
+
+
+class HealthConfig(Strict):
+    """Camera health thresholds (vision.health): how long a condition lasts before it is reported."""
+
+    offline_after_s: float = Field(10.0, gt=0, le=3600, description="no frame for this long: offline")
+    frozen_after_s: float = Field(30.0, gt=0, le=24 * 3600)
+    covered_after_s: float = Field(10.0, gt=0, le=24 * 3600)
+    focus_after_s: float = Field(30.0, gt=0, le=24 * 3600)
+    moved_after_s: float = Field(30.0, gt=0, le=24 * 3600)
+    clear_after_s: float = Field(5.0, ge=0, le=3600, description="normal this long: the condition ended")
+    focus_ratio: float = Field(0.35, gt=0, lt=1, description="out of focus below this fraction of the "
+                               "reference sharpness")
+    view_min_match: float = Field(0.45, gt=0, lt=1, description="view moved below this edge correlation")
+    check_interval_s: float = Field(1.0, gt=0, le=60, description="judge at most one frame per interval")
+
+
+class MotionConfig(Strict):
+    """The motion gate: inference is skipped while a camera's scene is unchanged since its last
+    inference, but re-run every ``recheck_s`` so that standing objects are still re-confirmed."""
+
+    enabled: bool = True
+    pixel_threshold: float = Field(20.0, gt=0, le=255, description="grey difference that counts as changed")
+    changed_fraction: float = Field(0.002, gt=0, le=1, description="motion when this much of the image changed")
+    recheck_s: float = Field(10.0, gt=0, le=3600, description="infer at least this often even without motion")
+
+
+class LiveConfig(Strict):
+    """Live (stream) cameras: connection, scheduling, health and outputs besides the API."""
+
+    open_timeout_s: float = Field(5.0, gt=0, le=120)
+    read_timeout_s: float = Field(5.0, gt=0, le=120, description="no data for this long: reconnect")
+    reconnect_max_s: float = Field(30.0, ge=1, le=600, description="longest wait between reconnects")
+    max_batch: int = Field(8, ge=1, le=64, description="frames per run of the shared detector")
+    max_frame_age_s: float = Field(2.0, gt=0, le=60, description="a queued frame older than this is dropped as stale")
+    motion: MotionConfig = MotionConfig()
+    health: HealthConfig = HealthConfig()
+    mqtt_url: str | None = Field(None, pattern=r"^mqtts?://[^/\s]+$",
+                                 description="e.g. mqtt://127.0.0.1:1883; credentials from env via ${VAR}")
+    mqtt_topic_prefix: str = Field("compoundeye", pattern=r"^[A-Za-z0-9_/-]{1,64}$")
+    metrics_port: int | None = Field(None, ge=1, le=65535, description="serve Prometheus /metrics on 127.0.0.1")
 
 
 class ApiConfig(Strict):
@@ -297,6 +350,7 @@ class SiteConfig(Strict):
     evidence: EvidenceConfig = EvidenceConfig()
     api: ApiConfig = ApiConfig()
     outbox_dir: str = Field("var/outbox", description="where the worker keeps undelivered events")
+    live: LiveConfig = LiveConfig()
     rules: RulesConfig = RulesConfig()
     compounds: tuple[Compound, ...]
 
@@ -458,6 +512,12 @@ def load_site_config(path: str | os.PathLike) -> SiteConfig:
     model = resolve_path(path, config.detector.model)
     if not model.is_file():
         problems.append((f"line {lines.get(('detector', 'model'), '?')}: detector.model", f"file not found: {model}"))
+    for i, extra in enumerate(config.detector.extra_models):
+        for key in ("model", "card"):
+            value = getattr(extra, key)
+            if value is not None and not resolve_path(path, value).is_file():
+                problems.append((f"line {lines.get(('detector', 'extra_models', i, key), '?')}: "
+                                 f"detector.extra_models.{i}.{key}", f"file not found: {resolve_path(path, value)}"))
     for ci, compound in enumerate(config.compounds):
         for ki, cam in enumerate(compound.cameras):
             for key, src in (("source", cam.source), ("main_source", cam.main_source)):

@@ -374,3 +374,132 @@ class OnnxDetector:
     def __repr__(self) -> str:
         return (f"OnnxDetector({self.model_path!r}, model={self.model_version!r}, format={self.card.format}, "
                 f"input={self.input_size[0]}x{self.input_size[1]}, classes={len(self.class_names)})")
+
+
+# -- several models per site ---------------------------------------------------------------------
+#: The class set the rules use (see vision.config.DEFAULT_RULE_CLASSES); trained models use it as is.
+PROJECT_CLASSES: tuple[str, ...] = ("person", "bicycle", "two_wheeler", "car", "truck_or_bus", "garbage",
+                                    "box_or_parcel")
+#: How common model class names map onto PROJECT_CLASSES when a card has no ``class_map``
+#: (COCO names, and the source names of the shared datasets).
+DEFAULT_CLASS_ALIASES: dict[str, str] = {
+    "motorcycle": "two_wheeler", "motorbike": "two_wheeler", "scooter": "two_wheeler", "bike": "two_wheeler",
+    "bus": "truck_or_bus", "truck": "truck_or_bus",
+    "general_trashbag": "garbage", "other_trashbag": "garbage", "trash_bag": "garbage", "garbage_bag": "garbage",
+    "package": "box_or_parcel", "parcel": "box_or_parcel", "box": "box_or_parcel",
+}
+
+
+class MultiDetector:
+    """Several :class:`OnnxDetector` on the same frame, their detections mapped onto one class set
+    and merged with class-aware NMS (the highest confidence wins where two models see the same object).
+
+    Class mapping per model: the card's ``class_map`` (model class → project class; unlisted classes
+    are dropped) if it has one, else the model's class names that are project classes as they are,
+    plus :data:`DEFAULT_CLASS_ALIASES`. The *first* (default) model also keeps any class of its own
+    that maps to nothing (appended after the project classes), so a site's custom model loses nothing.
+
+    Same interface as OnnxDetector for the pipeline: ``detect``, ``detect_batch``, ``model_version``
+    (``"a+b"``), ``class_names``, ``detectors``.
+    """
+
+    def __init__(self, detectors: Sequence[OnnxDetector], iou: float = 0.5,
+                 project_classes: Sequence[str] = PROJECT_CLASSES):
+        if not detectors:
+            raise ValueError("MultiDetector needs at least one detector")
+        self.detectors = tuple(detectors)
+        self.iou = float(iou)
+        names = list(project_classes)
+        self._maps: list[np.ndarray] = []
+        for k, det in enumerate(self.detectors):
+            mapping = self.class_mapping(det.card, names)
+            if k == 0:
+                for own in det.class_names:
+                    if own not in mapping and own not in names:
+                        names.append(own)
+                        mapping[own] = own
+            # model class id -> merged class id, -1 where dropped
+            self._maps.append(np.array([names.index(mapping[n]) if n in mapping else -1 for n in det.class_names],
+                                       np.int32))
+        self.class_names: tuple[str, ...] = tuple(names)
+
+    @staticmethod
+    def class_mapping(card: ModelCard, project_classes: Sequence[str] = PROJECT_CLASSES) -> dict[str, str]:
+        """``{model class: project class}`` for one card (see the class docstring).
+
+        Raises:
+            ModelError: if the card's ``class_map`` names a class the model does not have or a target
+                outside ``project_classes``.
+        """
+        extra = card.model_extra or {}
+        explicit = extra.get("class_map")
+        if explicit is not None:
+            if not isinstance(explicit, dict):
+                raise ModelError(card.name, "class_map must be a mapping of model class -> project class")
+            unknown = set(explicit) - set(card.classes)
+            bad = {v for v in explicit.values() if v not in project_classes}
+            if unknown or bad:
+                raise ModelError(card.name, f"class_map: unknown model classes {sorted(unknown)}, "
+                                            f"targets not in {list(project_classes)}: {sorted(bad)}")
+            return dict(explicit)
+        mapping = {}
+        for name in card.classes:
+            if name in project_classes:
+                mapping[name] = name
+            elif DEFAULT_CLASS_ALIASES.get(name) in project_classes:
+                mapping[name] = DEFAULT_CLASS_ALIASES[name]
+        return mapping
+
+    @property
+    def model_version(self) -> str:
+        return "+".join(d.model_version for d in self.detectors)
+
+    def merge(self, per_model: Sequence[Detections]) -> Detections:
+        """Map each model's detections onto ``class_names`` and merge them (class-aware NMS)."""
+        xyxy, conf, cls = [], [], []
+        for mapping, dets in zip(self._maps, per_model):
+            target = mapping[dets.class_id] if len(dets) else np.zeros(0, np.int32)
+            keep = target >= 0
+            xyxy.append(dets.xyxy[keep])
+            conf.append(dets.confidence[keep])
+            cls.append(target[keep])
+        xyxy_all = np.concatenate(xyxy).astype(np.float32)
+        conf_all = np.concatenate(conf).astype(np.float32)
+        cls_all = np.concatenate(cls).astype(np.int32)
+        keep = nms_per_class(xyxy_all, conf_all, cls_all, self.iou)
+        return Detections(xyxy_all[keep], conf_all[keep], cls_all[keep], self.class_names)
+
+    def detect(self, image_bgr: np.ndarray) -> Detections:
+        return self.merge([d.detect(image_bgr) for d in self.detectors])
+
+    def detect_batch(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        per_model = [d.detect_batch(images) for d in self.detectors]
+        return [self.merge([results[i] for results in per_model]) for i in range(len(images))]
+
+    def __repr__(self) -> str:
+        return f"MultiDetector({', '.join(map(repr, self.detectors))})"
+
+
+def build_detector(site, site_path: str | os.PathLike) -> "OnnxDetector | MultiDetector":
+    """The detector a site configuration asks for: its ``detector.model`` alone, or, when
+    ``detector.extra_models`` lists more models (by path, each with its card next to it or at
+    ``card``), a :class:`MultiDetector` of all of them. Paths are relative to the site file.
+
+    Raises:
+        ModelError: naming the file, if any model or card cannot be loaded.
+    """
+    from vision.config import resolve_path
+
+    cfg = site.detector
+    main = OnnxDetector(str(resolve_path(site_path, cfg.model)), confidence=cfg.confidence, iou=cfg.iou,
+                        threads=cfg.threads)
+    extras = getattr(cfg, "extra_models", ()) or ()
+    if not extras:
+        return main
+    detectors = [main]
+    for extra in extras:
+        card = resolve_path(site_path, extra.card) if extra.card else None
+        detectors.append(OnnxDetector(str(resolve_path(site_path, extra.model)), card_path=card,
+                                      confidence=extra.confidence if extra.confidence is not None else cfg.confidence,
+                                      iou=cfg.iou, threads=cfg.threads))
+    return MultiDetector(detectors, iou=cfg.iou)

@@ -18,10 +18,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable
 
-from vision.config import Camera, Compound, SiteConfig, Zone, resolve_path, _expand_env
-from vision.detector import OnnxDetector
+from vision.config import Camera, Compound, SiteConfig, Zone, is_stream_url, resolve_path, _expand_env
+from vision.detector import OnnxDetector, build_detector
 from vision.errors import CompoundEyeError, SourceError
 from vision.evidence import ClipRecorder, sidecar_json, write_crop, write_snapshot
+from vision.reinspect import Reinspector
 from vision.outbox import Outbox, OutboxSender
 from vision.rules import build_rules
 from vision.rules.base import RuleEvent
@@ -84,6 +85,8 @@ class CameraPipeline:
         self.source_kind = source_kind
         self.pending: dict[str, _Pending] = {}
         self.last_tracks = None
+        self.last_frame: Frame | None = None   # the newest frame, for re-inspections (vision/reinspect.py)
+        self.last_frame_wall_s = 0.0
         self.frames_seen = 0
         self.inferences = 0
 
@@ -95,6 +98,7 @@ class CameraPipeline:
 
     def process(self, frame: Frame) -> list[tuple[dict, dict[str, Path]]]:
         self.frames_seen += 1
+        self.last_frame, self.last_frame_wall_s = frame, time.time()
         ready = []
         for violation_id, clip in self.recorder.push(frame):
             ready.extend(self._finish(violation_id, clip))
@@ -154,9 +158,7 @@ class Worker:
     def __init__(self, site: SiteConfig, site_path: Path, api_key: str, api_url: str | None = None,
                  realtime: bool = True, on_frame: Callable[[str, Frame, object], None] | None = None):
         self.site, self.site_path = site, site_path
-        self.detector = OnnxDetector(str(resolve_path(site_path, site.detector.model)),
-                                     confidence=site.detector.confidence, iou=site.detector.iou,
-                                     threads=site.detector.threads)
+        self.detector = build_detector(site, site_path)
         outbox_dir = resolve_path(site_path, site.outbox_dir)
         self.outbox = Outbox(outbox_dir)
         self.work_dir = outbox_dir / "work"
@@ -168,6 +170,7 @@ class Worker:
         self._threads: list[threading.Thread] = []
         self.camera_errors: dict[str, str] = {}
         self.pipelines: dict[str, CameraPipeline] = {}
+        self.reinspector = Reinspector(self.pipelines, api_url or site.api.url, api_key)
 
     def _source(self, camera: Camera, packet_sink: Callable | None = None) -> Iterable[Frame]:
         """The camera's frames; its compressed packets go to ``packet_sink`` (H.264 clips are cut
@@ -214,11 +217,21 @@ class Worker:
 
     def start(self) -> None:
         self.sender.start()
+        self.reinspector.start()
         for compound, camera in self.site.cameras():
+            if is_stream_url(camera.source):  # live streams: reconnects, health, one shared detector
+                if getattr(self, "live", None) is None:
+                    from vision.stream_camera import LiveCameras
+                    self.live = LiveCameras.for_worker(self)
+                self.live.add(compound, camera)
+                continue
             t = threading.Thread(target=self._run_camera, args=(compound, camera), name=f"camera-{camera.id}",
                                  daemon=True)
             t.start()
             self._threads.append(t)
+        if getattr(self, "live", None) is not None:
+            self.live.start()
+            self._threads.extend(t for cam in self.live.cameras.values() for t in cam.threads)
 
     def wait(self, timeout_s: float | None = None) -> bool:
         """Wait for every camera thread to finish (file sources without loop). True if all finished."""
@@ -229,6 +242,9 @@ class Worker:
 
     def stop(self) -> None:
         self._stop.set()
+        if getattr(self, "live", None) is not None:
+            self.live.stop()
+        self.reinspector.stop()
         for t in self._threads:
             t.join(timeout=10)
         self.sender.stop()

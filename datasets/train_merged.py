@@ -1,0 +1,146 @@
+"""Train the compound-v1 detector (ultralytics YOLO11n, CPU) on the merged set and export it to ONNX.
+
+Needs the training venv (``bash scripts/setup.sh train`` → .venv-train with torch + ultralytics).
+From the repository root:
+
+    .venv/bin/python -m datasets.build_merged                                  # var/datasets/compound-v1
+    nohup nice -n 5 .venv-train/bin/python -m datasets.train_merged --name r1 --time 1.5 \
+        > var/runs/compound-v1/r1.nohup 2>&1 &
+    .venv-train/bin/python -m datasets.train_merged --name r1 --export-only     # best.pt → models/
+
+The same as ``compoundeye train`` / ``compoundeye export``. Everything is offline (YOLO_OFFLINE=1,
+YOLO_CONFIG_DIR=<repo>/.yolo with the fonts; model from ``yolo11n.yaml`` or ``--init`` weights).
+A run lives in var/runs/compound-v1/<name>/ (weights/last.pt saved every epoch, weights/best.pt,
+results.csv, train.log, command.txt). Running the same command again resumes an interrupted run from
+last.pt. A run that finished (its epochs or its --time budget) cannot be resumed; extend it with a
+new run that starts from its weights: ``--name r2 --init var/runs/compound-v1/r1/weights/last.pt``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from datasets.train_car_detector import offline_environment
+
+REPO = Path(__file__).resolve().parent.parent
+MODEL_NAME = "compound-v1"
+RUNS = REPO / "var" / "runs" / MODEL_NAME
+DATASET = REPO / "var" / "datasets" / MODEL_NAME
+IMGSZ = 320
+OPSET = 17
+
+log = logging.getLogger(MODEL_NAME)
+
+
+def setup_logging(run_dir: Path) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(run_dir / "train.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
+    for name in (MODEL_NAME, "ultralytics"):
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    console = logging.StreamHandler(sys.stdout)
+    console.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    log.addHandler(console)
+    log.propagate = False
+
+
+def train(name: str, data: Path = DATASET / "data.yaml", epochs: int = 100, hours: float | None = None,
+          init: str | None = None, imgsz: int = IMGSZ, batch: int = 16, workers: int = 1,
+          close_mosaic: int = 5, patience: int = 100, argv: list[str] | None = None) -> Path:
+    """Train (or resume) ``var/runs/compound-v1/<name>``; returns its best.pt.
+
+    Resumes from last.pt when the run exists and did not finish; otherwise starts from ``init``
+    (default ``yolo11n.yaml``: from scratch). ``hours`` is ultralytics' ``time`` budget (it then
+    fits the epoch count and learning-rate schedule into the budget).
+    """
+    offline_environment()
+    import torch
+    from ultralytics import YOLO
+
+    torch.set_num_threads(2)
+    run_dir = RUNS / name
+    setup_logging(run_dir)
+    last = run_dir / "weights" / "last.pt"
+    t0 = time.monotonic()
+    if last.exists():
+        log.info("resuming %s", last)
+        try:
+            YOLO(str(last)).train(resume=True)
+        except AssertionError as exc:  # ultralytics: "... training to N epochs is finished, nothing to resume"
+            log.info("not resumed: %s", exc)
+    else:
+        (run_dir / "command.txt").write_text(
+            " ".join(["python -m datasets.train_merged"] + list(argv if argv is not None else sys.argv[1:])) + "\n")
+        start = init or "yolo11n.yaml"
+        log.info("training %s from %s on %s", name, start, data)
+        kwargs = dict(data=str(data), imgsz=imgsz, batch=batch, workers=workers, device="cpu", amp=False,
+                      plots=False, project=str(RUNS), name=name, exist_ok=True, seed=0, patience=patience,
+                      close_mosaic=close_mosaic, cache="ram", verbose=True, epochs=epochs, save_period=-1)
+        if hours:
+            kwargs["time"] = hours
+        YOLO(start).train(**kwargs)
+    elapsed = time.monotonic() - t0
+    history = run_dir / "wall_seconds.json"
+    spent = json.loads(history.read_text()) if history.exists() else []
+    history.write_text(json.dumps(spent + [round(elapsed, 1)]) + "\n")
+    best = run_dir / "weights" / "best.pt"
+    if not best.exists():
+        raise SystemExit(f"no best.pt in {run_dir}")
+    return best
+
+
+def epochs_done(run_dir: Path) -> int:
+    csv = run_dir / "results.csv"
+    return max(0, len(csv.read_text().strip().splitlines()) - 1) if csv.exists() else 0
+
+
+def export_onnx(weights: Path, out: Path, imgsz: int = IMGSZ) -> Path:
+    """Export ``weights`` to ONNX (static batch 1, opset 17, simplified) and move it to ``out``
+    atomically (written under a temporary name, then renamed). Returns ``out``."""
+    offline_environment()
+    from ultralytics import YOLO
+
+    exported = Path(YOLO(str(weights)).export(format="onnx", imgsz=imgsz, simplify=True, opset=OPSET,
+                                              dynamic=False, batch=1, device="cpu"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".partial")
+    tmp.write_bytes(exported.read_bytes())
+    os.replace(tmp, out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--name", default="r1", help="run name under var/runs/compound-v1/")
+    parser.add_argument("--data", type=Path, default=DATASET / "data.yaml")
+    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--time", type=float, default=None, help="time budget in hours")
+    parser.add_argument("--init", default=None, help="weights to start from (default yolo11n.yaml, from scratch)")
+    parser.add_argument("--imgsz", type=int, default=IMGSZ)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--close-mosaic", type=int, default=5)
+    parser.add_argument("--patience", type=int, default=100)
+    parser.add_argument("--export-only", action="store_true", help="skip training; export best.pt")
+    parser.add_argument("--out", type=Path, default=REPO / "models" / f"{MODEL_NAME}.onnx")
+    args = parser.parse_args(argv)
+    run_dir = RUNS / args.name
+    if args.export_only:
+        best = run_dir / "weights" / "best.pt"
+    else:
+        best = train(args.name, args.data.resolve(), args.epochs, args.time, args.init, args.imgsz, args.batch,
+                     args.workers, args.close_mosaic, args.patience, argv)
+    out = export_onnx(best, args.out, args.imgsz)
+    log.info("exported %s from %s (%d epochs)", out, best, epochs_done(run_dir))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,160 @@
+"""Several models per site (vision.detector.MultiDetector / build_detector): class mapping by card,
+class-aware merging, and the site file's ``detector.extra_models``. Real models only: the committed
+car-v1 and the YOLOX-Nano teacher from ../shared/weights on a real parking-lot frame."""
+from __future__ import annotations
+
+import shutil
+import textwrap
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+from vision.config import load_site_config
+from vision.detector import PROJECT_CLASSES, ModelCard, MultiDetector, OnnxDetector, build_detector
+from vision.errors import ConfigError, ModelError
+from vision.types import Detections
+
+REPO = Path(__file__).resolve().parents[1]
+TEACHER = REPO.parent / "shared" / "weights" / "yolox_nano.onnx"
+TEACHER_CARD = REPO / "models" / "teachers" / "yolox_nano.card.yaml"
+CAR_MODEL = REPO / "models" / "car-v1.onnx"
+PARKING_IMAGE = (REPO.parent / "shared" / "data" / "parking_space_cctv" / "images" / "test"
+                 / "parking_lot_1_mp4-114_jpg.rf.55431db44e270fe05f1d13ecb71c3333.jpg")
+
+needs_teacher = pytest.mark.skipif(not TEACHER.is_file() or not PARKING_IMAGE.is_file(),
+                                   reason="../shared/weights/yolox_nano.onnx or ../shared/data is absent")
+
+
+@pytest.fixture(scope="module")
+def teacher() -> OnnxDetector:
+    return OnnxDetector(TEACHER, card_path=TEACHER_CARD, confidence=0.3)
+
+
+@pytest.fixture(scope="module")
+def car() -> OnnxDetector:
+    # car-v1 is a weak first model: on this frame it needs a low threshold to find a dozen cars
+    return OnnxDetector(CAR_MODEL, confidence=0.12)
+
+
+def test_teacher_card_has_the_80_coco_classes_and_maps_the_shared_ones():
+    card = ModelCard.load(TEACHER_CARD)
+    assert len(card.classes) == 80 and card.classes[60] == "dining table" and card.classes[79] == "toothbrush"
+    mapping = MultiDetector.class_mapping(card)
+    assert mapping == {"person": "person", "bicycle": "bicycle", "motorcycle": "two_wheeler", "car": "car",
+                       "bus": "truck_or_bus", "truck": "truck_or_bus"}
+
+
+def test_class_mapping_without_class_map_uses_names_and_aliases():
+    card = ModelCard(name="x", format="ultralytics", input_size=(320, 320),
+                     classes=("car", "motorcycle", "general_trashbag", "chair"))
+    assert MultiDetector.class_mapping(card) == {"car": "car", "motorcycle": "two_wheeler",
+                                                 "general_trashbag": "garbage"}
+
+
+def test_class_map_naming_unknown_classes_is_refused():
+    card = ModelCard.model_validate({"name": "bad", "format": "yolox", "input_size": [416, 416],
+                                     "classes": ["car"], "class_map": {"lorry": "truck_or_bus", "car": "vehicle"}})
+    with pytest.raises(ModelError, match="lorry") as info:
+        MultiDetector.class_mapping(card)
+    assert "vehicle" in str(info.value)
+
+
+@needs_teacher
+def test_merge_maps_classes_and_suppresses_the_same_object_seen_by_both(car, teacher):
+    image = cv2.imread(str(PARKING_IMAGE))
+    alone_car, alone_teacher = car.detect(image), teacher.detect(image)
+    multi = MultiDetector([car, teacher], iou=0.5)
+    assert multi.class_names[:len(PROJECT_CLASSES)] == PROJECT_CLASSES
+    assert multi.model_version == "car-v1+yolox-nano-coco"
+    merged = multi.detect(image)
+    names = merged.names()
+    assert set(names) <= set(PROJECT_CLASSES)
+    teacher_cars = sum(n == "car" for n in alone_teacher.names())
+    both = len(alone_car) + teacher_cars
+    merged_cars = sum(n == "car" for n in names)
+    # both models find most of the lot's cars: merging must keep about one box per car, not the sum
+    assert teacher_cars >= 8 and len(alone_car) >= 8
+    assert max(len(alone_car), teacher_cars) <= merged_cars < both
+    car_boxes = merged.xyxy[np.array(names) == "car"]
+    x1 = np.maximum(car_boxes[:, None, 0], car_boxes[None, :, 0])
+    y1 = np.maximum(car_boxes[:, None, 1], car_boxes[None, :, 1])
+    x2 = np.minimum(car_boxes[:, None, 2], car_boxes[None, :, 2])
+    y2 = np.minimum(car_boxes[:, None, 3], car_boxes[None, :, 3])
+    inter = (x2 - x1).clip(0) * (y2 - y1).clip(0)
+    area = (car_boxes[:, 2] - car_boxes[:, 0]) * (car_boxes[:, 3] - car_boxes[:, 1])
+    iou = inter / (area[:, None] + area[None, :] - inter)
+    np.fill_diagonal(iou, 0)
+    assert iou.max() <= 0.5 + 1e-6
+
+
+@needs_teacher
+def test_merge_keeps_different_classes_on_the_same_box(car, teacher):
+    multi = MultiDetector([car, teacher], iou=0.5)
+    box = np.array([[10, 10, 100, 100]], np.float32)
+    ours = Detections(box, np.array([0.9], np.float32), np.array([0], np.int32), car.class_names)
+    person = teacher.class_names.index("person")
+    theirs = Detections(np.concatenate([box, box + 1]), np.array([0.8, 0.7], np.float32),
+                        np.array([person, teacher.class_names.index("car")], np.int32), teacher.class_names)
+    merged = multi.merge([ours, theirs])
+    assert sorted(merged.names()) == ["car", "person"]          # the teacher's duplicate car is suppressed
+    assert merged.confidence[merged.names().index("car")] == pytest.approx(0.9)
+    chair = Detections(box, np.array([0.9], np.float32), np.array([teacher.class_names.index("chair")], np.int32),
+                       teacher.class_names)
+    assert len(multi.merge([Detections.empty(car.class_names), chair])) == 0   # unmapped class dropped
+
+
+SITE = """\
+version: 1
+timezone: UTC
+detector:
+  model: car.onnx
+  confidence: 0.3
+{extra}
+compounds:
+  - id: c1
+    cameras:
+      - id: gate
+        source: clip.mp4
+"""
+
+
+def _site(tmp_path: Path, extra: str) -> Path:
+    shutil.copy(CAR_MODEL, tmp_path / "car.onnx")
+    shutil.copy(CAR_MODEL.with_suffix(".card.yaml"), tmp_path / "car.card.yaml")
+    (tmp_path / "clip.mp4").write_bytes(b"x")
+    path = tmp_path / "site.yaml"
+    path.write_text(SITE.format(extra=textwrap.indent(extra, "  ")))
+    return path
+
+
+def test_site_without_extra_models_builds_the_single_model(tmp_path):
+    path = _site(tmp_path, "")
+    detector = build_detector(load_site_config(path), path)
+    assert isinstance(detector, OnnxDetector) and detector.model_version == "car-v1"
+    assert detector.confidence == pytest.approx(0.3)
+
+
+@needs_teacher
+def test_site_with_the_teacher_as_extra_model(tmp_path):
+    path = _site(tmp_path, f"extra_models:\n  - model: {TEACHER}\n    card: {TEACHER_CARD}\n    confidence: 0.4\n")
+    detector = build_detector(load_site_config(path), path)
+    assert isinstance(detector, MultiDetector)
+    assert [d.model_version for d in detector.detectors] == ["car-v1", "yolox-nano-coco"]
+    assert detector.detectors[1].confidence == pytest.approx(0.4)
+    assert detector.detectors[0].confidence == pytest.approx(0.3)
+    dets = detector.detect(cv2.imread(str(PARKING_IMAGE)))
+    assert "car" in dets.names()
+
+
+def test_extra_model_missing_file_and_unknown_key_are_named(tmp_path):
+    path = _site(tmp_path, "extra_models:\n  - model: nowhere.onnx\n")
+    with pytest.raises(ConfigError) as info:
+        load_site_config(path)
+    text = str(info.value)
+    assert "detector.extra_models.0.model: file not found" in text and "line 7" in text
+    path = _site(tmp_path, "extra_models:\n  - model: car.onnx\n    weights: 3\n")
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_site_config(path)
