@@ -262,6 +262,13 @@ class DwellRule:
         """Violations raised and not yet ended, as of the last update (e.g. at the end of a re-scan)."""
         return [self._violation(o, None) for o in self._occupancies if o.violating]
 
+    def occupied(self, time_s: float) -> bool:
+        """Whether anything this rule watches stands in the zone as of frame time ``time_s``: an object
+        seen at a spot within the last ``grace_s`` (dwelling, violating or not). A re-inspection calls
+        the scene clear only when this is false (a raised violation whose object left is still
+        "active" until ``clear_s`` passes, but the scene is already clear)."""
+        return any(time_s - o.last_seen_s <= self.params.grace_s for o in self._occupancies)
+
     def select(self, tracks: Detections, frame_wh: tuple[int, int]) -> Detections:
         """The boxes this rule looks at: tracked, of its classes, confident enough, anchored in the zone.
 
