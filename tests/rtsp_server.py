@@ -1,0 +1,203 @@
+"""A real RTSP server on loopback for tests and ``bench live``: GStreamer's RTSP server, run by the
+system python (``/usr/bin/python3``, which has the ``gi`` bindings; the venv does not), serving
+looping H.264 MP4 files, one mount per file.
+
+From the venv::
+
+    clip = make_clip(tmp_path / "a.mp4")               # 640×360, 15 fps, H.264, GOP 1 s
+    with RtspServer({"/cam1": clip}) as server:       # picks a free port on 127.0.0.1
+        url = server.url("/cam1")                      # rtsp://127.0.0.1:PORT/cam1
+        server.stop(); server.start()                  # same port: a camera going away and back
+
+As a script (what :class:`RtspServer` runs)::
+
+    /usr/bin/python3 tests/rtsp_server.py PORT /cam1=/path/a.mp4 /cam2=/path/b.mp4 [--user U --password P]
+
+It prints ``serving rtsp://127.0.0.1:PORT`` once listening. Looping follows ../shared/RECIPES.md §2:
+segment seeks, re-seeking to 0 on ``segment-done``.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+# --- the server (runs under /usr/bin/python3) ------------------------------------------------------
+
+def serve(port: str, mounts: list[str], user: str | None = None, password: str | None = None) -> None:
+    import gi
+    gi.require_version("Gst", "1.0")
+    gi.require_version("GstRtspServer", "1.0")
+    from gi.repository import GLib, Gst, GstRtspServer
+
+    Gst.init(None)
+    segment = Gst.SeekFlags.SEGMENT
+
+    class LoopingMp4(GstRtspServer.RTSPMediaFactory):
+        def __init__(self, path: str):
+            super().__init__()
+            self.set_launch(f'( filesrc location="{path}" ! qtdemux name=d d.video_0 ! '
+                            'h264parse config-interval=-1 ! rtph264pay name=pay0 pt=96 )')
+            self.connect("media-configure", self._configure)
+
+        def _configure(self, _factory, media):
+            pipeline = media.get_element().get_parent()
+            demux = media.get_element().get_by_name("d")
+
+            def seek(flags):
+                return demux.seek(1.0, Gst.Format.TIME, flags | segment | Gst.SeekFlags.KEY_UNIT,
+                                  Gst.SeekType.SET, 0, Gst.SeekType.NONE, -1)
+
+            def upstream(_pad, info):  # give the server's own seeks the SEGMENT flag
+                event = info.get_event()
+                if event.type == Gst.EventType.SEEK and not event.parse_seek()[2] & segment:
+                    seek(event.parse_seek()[2])
+                    return Gst.PadProbeReturn.DROP
+                return Gst.PadProbeReturn.OK
+
+            demux.connect("pad-added", lambda _d, pad: pad.add_probe(Gst.PadProbeType.EVENT_UPSTREAM, upstream))
+            bus = pipeline.get_bus()
+            bus.enable_sync_message_emission()
+            bus.connect("sync-message::segment-done",
+                        lambda *_: GLib.idle_add(lambda: seek(Gst.SeekFlags.NONE) and False))
+            media.connect("prepared", lambda _m: GLib.idle_add(lambda: seek(Gst.SeekFlags.FLUSH) and False))
+
+    server = GstRtspServer.RTSPServer()
+    server.set_address("127.0.0.1")
+    server.set_service(port)
+    for mount in mounts:
+        name, path = mount.split("=", 1)
+        factory = LoopingMp4(path)
+        if user:
+            factory.add_role_from_structure(Gst.Structure.from_string(
+                "user, media.factory.access=(boolean)true, media.factory.construct=(boolean)true")[0])
+        server.get_mount_points().add_factory(name, factory)
+    if user:
+        auth = GstRtspServer.RTSPAuth()
+        token = GstRtspServer.RTSPToken()
+        token.set_string("media.factory.role", "user")
+        auth.add_basic(GstRtspServer.RTSPAuth.make_basic(user, password or ""), token)
+        server.set_auth(auth)
+    server.attach(None)
+    print(f"serving rtsp://127.0.0.1:{port}", flush=True)
+    GLib.MainLoop().run()
+
+
+# --- helpers for the venv side ---------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_clip(path: str | os.PathLike, seconds: float = 6.0, fps: int = 15, size: tuple[int, int] = (640, 360),
+              gop: int | None = None, seed: int = 0) -> Path:
+    """Write an H.264 MP4 of a textured scene with a moving box and sensor-like noise (so that it is
+    never a frozen image), ``size`` (w, h) at ``fps``, keyframe every ``gop`` frames (default 1 s)."""
+    import av
+    import cv2
+    import numpy as np
+
+    path = Path(path)
+    rng = np.random.default_rng(seed)
+    w, h = size
+    background = np.full((h, w, 3), 90, np.uint8)
+    for _ in range(40):  # texture: edges for focus and view checks
+        x, y = int(rng.integers(0, w - 40)), int(rng.integers(0, h - 30))
+        cv2.rectangle(background, (x, y), (x + int(rng.integers(10, 80)), y + int(rng.integers(10, 60))),
+                      tuple(int(c) for c in rng.integers(0, 255, 3)), -1)
+    gop = gop or fps
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps, options={
+            "preset": "ultrafast", "g": str(gop), "keyint_min": str(gop), "sc_threshold": "0", "bf": "0"})
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        for i in range(int(seconds * fps)):
+            image = background.copy()
+            x = int((i * 7) % (w - 60))
+            cv2.rectangle(image, (x, h // 2), (x + 60, h // 2 + 40), (30, 200, 240), -1)
+            noise = rng.integers(-6, 7, (h, w, 1), dtype=np.int16)
+            image = np.clip(image.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+class RtspServer:
+    """The GStreamer RTSP server in a child process on a free loopback port; ``stop()`` and
+    ``start()`` again keep the port. Use as a context manager."""
+
+    def __init__(self, mounts: dict[str, str | os.PathLike], port: int | None = None,
+                 user: str | None = None, password: str | None = None, start_timeout_s: float = 20.0):
+        self.mounts = {name: str(path) for name, path in mounts.items()}
+        self.port = port or free_port()
+        self.user, self.password = user, password
+        self.start_timeout_s = start_timeout_s
+        self.process: subprocess.Popen | None = None
+        self.stderr_lines: list[str] = []
+
+    def url(self, mount: str, with_credentials: bool = True) -> str:
+        auth = f"{self.user}:{self.password}@" if self.user and with_credentials else ""
+        return f"rtsp://{auth}127.0.0.1:{self.port}{mount}"
+
+    def start(self) -> "RtspServer":
+        cmd = [SYSTEM_PYTHON, str(Path(__file__).resolve()), str(self.port),
+               *[f"{name}={path}" for name, path in self.mounts.items()]]
+        if self.user:
+            cmd += ["--user", self.user, "--password", self.password or ""]
+        # a clean environment: the venv's variables must not leak into the system python
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHON"))}
+        self.process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        threading.Thread(target=self._drain_stderr, args=(self.process,), daemon=True).start()
+        ready: list[str] = []
+        reader = threading.Thread(target=lambda: ready.append(self.process.stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(self.start_timeout_s)
+        if not ready or not ready[0].startswith("serving"):
+            self.stop()
+            raise RuntimeError(f"RTSP server did not start: {''.join(self.stderr_lines)[-2000:]}")
+        return self
+
+    def _drain_stderr(self, process: subprocess.Popen) -> None:
+        for line in process.stderr:
+            self.stderr_lines.append(line)
+            del self.stderr_lines[:-200]
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self.process = None
+
+    def __enter__(self) -> "RtspServer":
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    user = password = None
+    if "--user" in args:
+        i = args.index("--user")
+        user = args[i + 1]
+        del args[i:i + 2]
+    if "--password" in args:
+        i = args.index("--password")
+        password = args[i + 1]
+        del args[i:i + 2]
+    serve(args[0], args[1:], user, password)
