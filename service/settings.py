@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     s3_access_key: str = ""
     s3_secret_key: SecretStr = SecretStr("")
     s3_secure: bool = False
+    # The S3 endpoint as browsers reach it (e.g. a public host name in front of a private endpoint);
+    # presigned URLs are signed for it. Empty: the same as s3_endpoint.
+    s3_public_endpoint: str = ""
+    s3_region: str = "us-east-1"
     max_upload_mb: float = Field(100.0, gt=0)
     site_config: Path | None = None
     migrate_on_startup: bool = True

@@ -16,6 +16,8 @@ import secrets
 from pathlib import Path
 from typing import BinaryIO, Iterator, Protocol
 
+import urllib.parse
+
 import urllib3
 from minio import Minio
 from minio.error import MinioException, S3Error
@@ -211,10 +213,14 @@ class S3Store:
 
     PART_SIZE = 10 * 1024 * 1024
 
-    def __init__(self, client: Minio, bucket: str, prefix: str = "", part_size: int = PART_SIZE):
+    def __init__(self, client: Minio, bucket: str, prefix: str = "", part_size: int = PART_SIZE,
+                 signer: Minio | None = None):
         if part_size < 5 * 1024 * 1024:
             raise ValueError(f"part_size must be at least 5 MiB, got {part_size}")
         self.client, self.bucket, self.part_size = client, bucket, int(part_size)
+        # Presigned URLs are signed by ``signer`` (a client for the endpoint browsers reach, with its
+        # region set so that signing needs no request); by default the same client.
+        self.signer = signer or client
         self.prefix = check_key(prefix.strip("/")) if prefix.strip("/") else ""
         try:
             if not client.bucket_exists(bucket):
@@ -298,7 +304,7 @@ class S3Store:
         """A presigned GET URL for ``key`` valid for ``expires`` (signed locally: no request is made,
         so it is returned even when the server is down)."""
         try:
-            return self.client.presigned_get_object(self.bucket, self._name(key), expires=expires)
+            return self.signer.presigned_get_object(self.bucket, self._name(key), expires=expires)
         except self._ERRORS as exc:
             raise self._error(key, exc) from exc
 
@@ -321,8 +327,17 @@ def store_from_url(settings: Settings) -> ObjectStore:
         try:
             client = Minio(settings.s3_endpoint, access_key=settings.s3_access_key,
                            secret_key=settings.s3_secret_key.get_secret_value(),
-                           secure=settings.s3_secure, http_client=http)
+                           secure=settings.s3_secure, http_client=http, region=settings.s3_region or None)
+            signer = None
+            if settings.s3_public_endpoint:
+                public = urllib.parse.urlsplit(settings.s3_public_endpoint if "://" in settings.s3_public_endpoint
+                                               else f"{'https' if settings.s3_secure else 'http'}://"
+                                                    f"{settings.s3_public_endpoint}")
+                signer = Minio(public.netloc, access_key=settings.s3_access_key,
+                               secret_key=settings.s3_secret_key.get_secret_value(),
+                               secure=public.scheme == "https", region=settings.s3_region or "us-east-1")
         except ValueError as exc:
-            raise StorageError(url, f"bad S3 endpoint {settings.s3_endpoint!r}: {exc}") from exc
-        return S3Store(client, bucket, prefix)
+            raise StorageError(url, f"bad S3 endpoint {settings.s3_endpoint!r} / public endpoint "
+                                    f"{settings.s3_public_endpoint!r}: {exc}") from exc
+        return S3Store(client, bucket, prefix, signer=signer)
     raise StorageError(url, "unsupported storage_url; expected file://folder or s3://bucket/prefix")

@@ -151,3 +151,17 @@ def test_s3_wrong_credentials_are_refused(weed, s3):
         with pytest.raises(StorageError) as info:
             call()
         assert not isinstance(info.value, ObjectNotFound)
+
+
+def test_s3_presigned_urls_are_signed_for_the_public_endpoint(weed):
+    """Browsers may reach S3 under another name than the API does: the URL carries that host, is signed
+    for it, and works there."""
+    port = weed.endpoint.rsplit(":", 1)[1]
+    store = store_from_url(Settings(**s3_settings(weed), s3_public_endpoint=f"http://localhost:{port}"))
+    store.put("p/x.jpg", b"public bytes", "image/jpeg")
+    url = store.presigned_url("p/x.jpg", dt.timedelta(seconds=60))
+    assert url.startswith(f"http://localhost:{port}/")
+    with urllib.request.urlopen(url) as response:
+        assert response.read() == b"public bytes"
+    assert store_from_url(Settings(**s3_settings(weed))).presigned_url("p/x.jpg", dt.timedelta(seconds=60)) \
+        .startswith(f"http://{weed.endpoint}/")
