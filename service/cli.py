@@ -131,6 +131,8 @@ def serve(host: str = typer.Option("127.0.0.1", help="address to bind (loopback 
 def worker(config: Path = typer.Argument(..., help="the site YAML file"),
            api_url: Optional[str] = typer.Option(None, help="review API base URL (default: from the site file)"),
            realtime: bool = typer.Option(True, help="pace file sources at their real speed"),
+           shard: Optional[str] = typer.Option(None, help="i/n: run only shard i of n of the cameras (see docs/live.md)"),
+           metrics_port: Optional[int] = typer.Option(None, help="serve Prometheus /metrics on 127.0.0.1:PORT"),
            verbose: bool = typer.Option(False, "-v", "--verbose")) -> None:
     """Watch the site's cameras and post violations to the review API. The worker key is read from the
     environment variable named in the site file (COMPOUNDEYE_API_KEY by default)."""
@@ -141,6 +143,8 @@ def worker(config: Path = typer.Argument(..., help="the site YAML file"),
     if not key:
         typer.echo(f"error: set the worker key in the environment variable {site.api.api_key_env}", err=True)
         raise typer.Exit(2)
+    from vision.stream_camera import apply_worker_options
+    site = apply_worker_options(site, shard, metrics_port)
     w = Worker(site, config, api_key=key, api_url=api_url, realtime=realtime)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     w.start()

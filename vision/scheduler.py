@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable
@@ -195,3 +196,30 @@ class SharedInference:
         self.queue.wake()
         if self._thread is not None:
             self._thread.join(timeout_s)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` (0 ≤ i < n) → ``(i, n)``; raises ValueError with the reason."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ValueError(f"expected a shard as i/n, e.g. 0/3, got {text!r}") from None
+    if not 0 <= index < count:
+        raise ValueError(f"shard {text!r}: need 0 <= i < n")
+    return index, count
+
+
+def camera_shard(camera_id: str, count: int) -> int:
+    """The shard a camera belongs to: a stable hash of its id (the same on every machine and run), so
+    that ``n`` workers started with ``--shard 0/n`` … ``--shard n-1/n`` split the cameras without
+    talking to each other."""
+    return zlib.crc32(camera_id.encode()) % count
+
+
+def shard_site(site, index: int, count: int):
+    """The site with only the cameras of shard ``index`` of ``count`` (compounds left without a
+    camera are kept, empty)."""
+    compounds = tuple(c.model_copy(update={"cameras": tuple(cam for cam in c.cameras
+                                                            if camera_shard(cam.id, count) == index)})
+                      for c in site.compounds)
+    return site.model_copy(update={"compounds": compounds})

@@ -72,6 +72,18 @@ class LivePipeline(CameraPipeline):
             self.on_rule_event(event, frame)
 
 
+def apply_worker_options(site, shard: str | None = None, metrics_port: int | None = None):
+    """The site as the ``worker`` command's ``--shard i/n`` and ``--metrics-port`` change it."""
+    from vision.scheduler import parse_shard, shard_site
+    if shard:
+        index, count = parse_shard(shard)
+        site = shard_site(site, index, count)
+        log.info("shard %d/%d: cameras %s", index, count, [cam.id for _, cam in site.cameras()])
+    if metrics_port:
+        site = site.model_copy(update={"live": site.live.model_copy(update={"metrics_port": metrics_port})})
+    return site
+
+
 def worker_name() -> str:
     """``host-pid``: names this worker process in MQTT and logs."""
     import os
