@@ -147,8 +147,10 @@ def _encode_clip(path: Path, background: np.ndarray) -> bytes:
 
 
 def post_event(url: str, worker_key: str, evidence: dict[str, bytes], *, compound_id: str, camera_id: str,
-               zone_id: str = "fire-lane", rule: str = "fire_lane", start: dt.datetime | None = None) -> dict:
-    """POST one violation with ``evidence`` to the real event API; returns the stored violation."""
+               zone_id: str = "fire-lane", rule: str = "fire_lane", start: dt.datetime | None = None,
+               expect: int = 201) -> dict:
+    """POST one violation with ``evidence`` to the real event API; returns the stored violation
+    (``expect``: the status it must answer, 201 new or 200 already stored)."""
     start = start or dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     event = {
         "id": violation_id(camera_id, rule, zone_id, start.timestamp()), "rule": rule,
@@ -163,7 +165,7 @@ def post_event(url: str, worker_key: str, evidence: dict[str, bytes], *, compoun
              "sidecar": ("sidecar.json", evidence["sidecar"], "application/json")}
     response = httpx.post(f"{url}/api/v1/events", data={"event": json.dumps(event)}, files=files,
                           headers={"X-API-Key": worker_key}, timeout=60)
-    assert response.status_code == 201, response.text
+    assert response.status_code == expect, response.text
     return response.json()
 
 

@@ -13,8 +13,9 @@ its own process (integrations use MQTT).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Annotated
 
-from fastapi import APIRouter, FastAPI, Header, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from service.auth import Principal, principal_for, principal_for_token
@@ -50,16 +51,22 @@ def principal_from_headers(request: Request) -> Principal:
         return principal_for(session, request.headers.get("x-api-key"))
 
 
-@router.get("/alerts", response_class=EventSourceResponse,
-            responses={401: {"description": "missing, unknown or revoked API key or token"},
-                       404: {"description": "compound_id names a compound the caller has no role in"}})
-async def alerts(request: Request, compound_id: Identifier | None = None, rule: str | None = None,
-                 last_event_id: str | None = Header(None)) -> AsyncIterator[ServerSentEvent]:
-    """New violations in the caller's compounds as they arrive (``event: violation``), starting with a
-    ``hello`` event carrying the current sequence number."""
+def feed_reader(request: Request, compound_id: Identifier | None = None) -> Principal:
+    """The caller, checked before the stream starts (a 401/404 after the 200 would be a broken stream)."""
     principal = principal_from_headers(request)
     if compound_id is not None:
         principal.require("events.read", compound_id)
+    return principal
+
+
+@router.get("/alerts", response_class=EventSourceResponse,
+            responses={401: {"description": "missing, unknown or revoked API key or token"},
+                       404: {"description": "compound_id names a compound the caller has no role in"}})
+async def alerts(request: Request, principal: Annotated[Principal, Depends(feed_reader)],
+                 compound_id: Identifier | None = None, rule: str | None = None,
+                 last_event_id: str | None = Header(None)) -> AsyncIterator[ServerSentEvent]:
+    """New violations in the caller's compounds as they arrive (``event: violation``), starting with a
+    ``hello`` event carrying the current sequence number."""
     readable = principal.compounds_for("events.read")
 
     def accept(alert: dict) -> bool:
