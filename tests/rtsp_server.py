@@ -99,9 +99,10 @@ def free_port() -> int:
 
 
 def make_clip(path: str | os.PathLike, seconds: float = 6.0, fps: int = 15, size: tuple[int, int] = (640, 360),
-              gop: int | None = None, seed: int = 0) -> Path:
-    """Write an H.264 MP4 of a textured scene with a moving box and sensor-like noise (so that it is
-    never a frozen image), ``size`` (w, h) at ``fps``, keyframe every ``gop`` frames (default 1 s)."""
+              gop: int | None = None, seed: int = 0, moving: bool = True) -> Path:
+    """Write an H.264 MP4 of a textured scene with a moving box (unless ``moving=False``) and
+    sensor-like noise (so that it is never a frozen image), ``size`` (w, h) at ``fps``, keyframe every
+    ``gop`` frames (default 1 s)."""
     import av
     import cv2
     import numpy as np
@@ -122,7 +123,8 @@ def make_clip(path: str | os.PathLike, seconds: float = 6.0, fps: int = 15, size
         for i in range(int(seconds * fps)):
             image = background.copy()
             x = int((i * 7) % (w - 60))
-            cv2.rectangle(image, (x, h // 2), (x + 60, h // 2 + 40), (30, 200, 240), -1)
+            if moving:
+                cv2.rectangle(image, (x, h // 2), (x + 60, h // 2 + 40), (30, 200, 240), -1)
             noise = rng.integers(-6, 7, (h, w, 1), dtype=np.int16)
             image = np.clip(image.astype(np.int16) + noise, 0, 255).astype(np.uint8)
             for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
