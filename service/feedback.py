@@ -1,5 +1,11 @@
-"""Reviewer feedback for retraining: confirmed and rejected snapshots with their boxes as a YOLO
-dataset (zip), and false-alarm rates per camera and rule with a suggested confidence threshold.
+"""Reviewer feedback for retraining: confirmed and rejected frames with their boxes as a YOLO dataset
+(zip), and false-alarm rates per camera and rule with a suggested confidence threshold.
+
+The images are *clean* frames: the snapshot has the zone and boxes drawn on it (a model trained on
+it would learn the drawn rectangles), so each image is decoded from the unannotated clip at the
+sidecar frame nearest the violation's last evidence box, and the labels are that frame's boxes
+(every tracked box the sidecar lists then, scaled from the detection frame to the clip's size).
+A violation without a usable clip or sidecar is listed in the manifest as ``no_clean_frame``.
 
 Which decisions teach the model: a confirmation (its boxes are positives) and a rejection as
 ``false_alarm`` or ``not_a_violation`` (the image becomes a background image with an empty label file,
@@ -10,11 +16,12 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import json
 import math
 import zipfile
 
+import av
 import cv2
-import numpy as np
 import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -56,6 +63,50 @@ def yolo_labels(boxes: list[dict], width: int, height: int, class_index: dict[st
     return "\n".join(lines) + ("\n" if lines else "")
 
 
+def _read_all(store: ObjectStore, evidence) -> bytes | None:
+    if evidence is None:
+        return None
+    try:
+        return b"".join(store.open_range(evidence.key))
+    except StorageError:
+        return None
+
+
+def clean_frame(clip: bytes, sidecar: bytes, target_time_s: float | None) -> tuple[bytes, list[dict], int, int] | None:
+    """The unannotated clip frame at the sidecar frame nearest ``target_time_s`` (the last one when
+    None), as ``(jpeg, boxes scaled to the clip, width, height)``; None when there is none."""
+    try:
+        doc = json.loads(sidecar)
+        frames = [f for f in doc.get("frames", []) if "clip_offset_s" in f and f.get("boxes") is not None]
+        det_w, det_h = float(doc["frame_width"]), float(doc["frame_height"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    if not frames:
+        return None
+    entry = frames[-1] if target_time_s is None else min(frames, key=lambda f: abs(f["time_s"] - target_time_s))
+    offset = max(0.0, float(entry["clip_offset_s"]))
+    image = None
+    try:
+        with av.open(io.BytesIO(clip)) as container:
+            stream = container.streams.video[0]
+            base = stream.start_time or 0
+            for frame in container.decode(stream):
+                t = float((frame.pts - base) * stream.time_base) if frame.pts is not None else 0.0
+                image = frame.to_ndarray(format="bgr24")
+                if t >= offset - 1e-3:
+                    break
+    except (av.error.FFmpegError, IndexError, ValueError):
+        return None
+    if image is None:
+        return None
+    height, width = image.shape[:2]
+    sx, sy = width / det_w, height / det_h
+    boxes = [{**b, "xyxy": [b["xyxy"][0] * sx, b["xyxy"][1] * sy, b["xyxy"][2] * sx, b["xyxy"][3] * sy]}
+             for b in entry["boxes"]]
+    ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    return (jpeg.tobytes(), boxes, width, height) if ok else None
+
+
 def dataset_zip(session: Session, store: ObjectStore, compounds: frozenset[str] | None,
                 since: dt.datetime | None = None, until: dt.datetime | None = None) -> bytes:
     """A zip with ``images/train/<violation id>.jpg``, ``labels/train/<violation id>.txt``, ``data.yaml``
@@ -71,23 +122,21 @@ def dataset_zip(session: Session, store: ObjectStore, compounds: frozenset[str] 
                      "boxes", "status"])
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for violation, review in rows:
-            snapshot = violation.evidence_of("snapshot")
-            status = "ok"
-            try:
-                data = b"".join(store.open_range(snapshot.key)) if snapshot else None
-            except StorageError:
-                data = None
-            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
-            if image is None:
-                status = "missing"
+            clip, sidecar = (_read_all(store, violation.evidence_of(k)) for k in ("clip", "sidecar"))
+            times = [dt.datetime.fromisoformat(b["time"]).timestamp() for b in violation.boxes if b.get("time")]
+            found = clean_frame(clip, sidecar, max(times) if times else None) if clip and sidecar else None
+            n_boxes = 0
+            if found is None:
+                status = "no_clean_frame"
             else:
-                height, width = image.shape[:2]
-                labels = yolo_labels(violation.boxes, width, height, class_index) if review.verdict == "confirm" else ""
+                status, (data, boxes, width, height) = "ok", found
+                boxes = [b for b in boxes if b.get("class_name") in class_index]
+                labels = yolo_labels(boxes, width, height, class_index) if review.verdict == "confirm" else ""
+                n_boxes = len(labels.splitlines())
                 archive.writestr(f"images/train/{violation.id}.jpg", data)
                 archive.writestr(f"labels/train/{violation.id}.txt", labels)
             writer.writerow([violation.id, violation.compound_id, violation.camera_id, violation.rule,
-                             f"{violation.confidence:.4f}", review.verdict, review.reason or "",
-                             len(violation.boxes) if review.verdict == "confirm" else 0, status])
+                             f"{violation.confidence:.4f}", review.verdict, review.reason or "", n_boxes, status])
         archive.writestr("data.yaml", yaml.safe_dump({"path": ".", "train": "images/train", "val": "images/train",
                                                       "names": dict(enumerate(names))}, allow_unicode=True))
         archive.writestr("manifest.csv", manifest.getvalue())

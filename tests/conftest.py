@@ -178,7 +178,12 @@ def _mp4(path, frames: int = 10, fps: int = 10) -> bytes:
 def evidence_bytes(tmp_path_factory) -> dict[str, bytes]:
     """A real JPEG snapshot and crop, a real H.264 MP4 clip and a JSON sidecar."""
     clip = _mp4(tmp_path_factory.mktemp("clip") / "clip.mp4")
-    return {"snapshot": _jpeg(0), "clip": clip, "sidecar": json.dumps({"frames": 10}).encode(),
+    # The sidecar as the worker writes it (vision.evidence.sidecar_bytes): boxes per frame time, with the
+    # clip offset at which each frame shows (the clip is 1 s of 128x72 at 10 fps).
+    sidecar = {"schema": "compoundeye.sidecar/1", "frame_width": 128, "frame_height": 72, "clip_start_s": 100.0,
+               "frames": [{"time_s": 100.5, "clip_offset_s": 0.5, "boxes": [
+                   {"xyxy": [10, 20, 110, 70], "class_name": "car", "confidence": 0.91, "track_id": 7}]}]}
+    return {"snapshot": _jpeg(0), "clip": clip, "sidecar": json.dumps(sidecar).encode(),
             "crop": _jpeg(7)}
 
 

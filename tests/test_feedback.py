@@ -5,6 +5,8 @@ import datetime as dt
 import io
 import zipfile
 
+import cv2
+import numpy as np
 import yaml
 
 from service.feedback import suggest_threshold, yolo_labels
@@ -41,7 +43,15 @@ def test_dataset_and_rates(app, client, worker, make_event, evidence_bytes):
     assert f"images/train/{ids[0]}.jpg" in names and f"images/train/{ids[1]}.jpg" not in names
     assert archive.read(f"labels/train/{ids[0]}.txt") == b""  # false alarm: a background image
     assert archive.read(f"labels/train/{ids[2]}.txt").decode().startswith("0 ")
-    assert archive.read(f"images/train/{ids[2]}.jpg") == evidence_bytes["snapshot"]
+    # the image is the clean clip frame at the sidecar's time (0.5 s: the white bar at x 50..60), not
+    # the annotated snapshot; the labels are that frame's boxes scaled to it
+    image = cv2.imdecode(np.frombuffer(archive.read(f"images/train/{ids[2]}.jpg"), np.uint8), cv2.IMREAD_COLOR)
+    assert image.shape == (72, 128, 3) and archive.read(f"images/train/{ids[2]}.jpg") != evidence_bytes["snapshot"]
+    bright = np.flatnonzero(image.mean(axis=(0, 2)) > 128)
+    assert 48 <= bright.min() and bright.max() <= 61
+    assert archive.read(f"labels/train/{ids[2]}.txt").decode() == "0 0.468750 0.625000 0.781250 0.694444\n"
+    manifest = archive.read("manifest.csv").decode()
+    assert manifest.count(",ok") == 3 and "no_clean_frame" not in manifest
     assert yaml.safe_load(archive.read("data.yaml"))["names"] == {0: "car"}
 
     rates = client.get("/api/v1/feedback/false-alarms", headers=supervisor).json()
