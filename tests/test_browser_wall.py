@@ -140,3 +140,59 @@ def test_wall_alert_review_case_and_scorecard(wall_server, tmp_path):
             screenshot(page, tmp_path, "wall_outsider", keep=False)
         finally:
             browser.close()
+
+
+def test_sixteen_tiles_update_and_a_stopped_stream_shows_stalled_then_offline(database_url, tmp_path):
+    """16 cameras on one wall stream; one camera's frames stop (its tile says 画面停滞), then the server
+    goes away (every tile says 离线)."""
+    from test_pages_live import _camera, _frame  # the same synthetic cameras as the stream tests
+    import threading
+
+    settings = Settings(database_url=database_url, storage_url=f"file://{tmp_path / 'evidence'}")
+    server = LiveServer(settings).__enter__()
+    stopped = False
+    try:
+        server.user("guard", {"c1": "viewer"})
+        hub = server.app.state.live_hub
+        cameras = [f"cam{i:02d}" for i in range(16)]
+        for cam in cameras:
+            hub.register(_camera(cam), compound_id="c1")
+        halt, quiet = threading.Event(), threading.Event()
+
+        def publish():
+            t = 1_000.0
+            while not halt.is_set():
+                for cam in cameras:
+                    if not (cam == "cam05" and quiet.is_set()):
+                        hub.publish(cam, _frame(cam, t), None)
+                t += 0.25
+                time.sleep(0.25)
+        publisher = threading.Thread(target=publish, daemon=True)
+        publisher.start()
+        with sync_playwright() as p:
+            browser = launch_chromium(p)
+            try:
+                page = browser.new_page(viewport={"width": 1600, "height": 900})
+                log_in(page, server.url, "guard")
+                expect(page.locator(".tile")).to_have_count(16, timeout=20_000)
+                wait_until(lambda: page.evaluate("[...document.querySelectorAll('.tile')].every(t => +t.dataset.frames >= 3)"),
+                           30, "every tile to update")
+                expect(page.locator('.tile[data-health="online"]')).to_have_count(16)
+                screenshot(page, tmp_path, "wall_16")
+                quiet.set()
+                expect(page.locator("#tile-cam05")).to_have_attribute("data-health", "stalled", timeout=20_000)
+                expect(page.locator("#tile-cam05 .health")).to_have_text("画面停滞")
+                expect(page.locator("#tile-cam04")).to_have_attribute("data-health", "online")
+                screenshot(page, tmp_path, "wall_stalled")
+                halt.set()
+                publisher.join(timeout=5)
+                server.__exit__(None, None, None)
+                stopped = True
+                expect(page.locator('.tile[data-health="offline"]')).to_have_count(16, timeout=20_000)
+                expect(page.locator("#tile-cam00 .health")).to_have_text("离线")
+                screenshot(page, tmp_path, "wall_offline", keep=False)
+            finally:
+                browser.close()
+    finally:
+        if not stopped:
+            server.__exit__(None, None, None)

@@ -47,15 +47,37 @@
     else health = "online";
     if (tile.el.dataset.health !== health) {
       tile.el.dataset.health = health;
+      tile.el.classList.toggle("warn", !["online", "offline", "waiting"].includes(health));
       tile.el.querySelector(".health").textContent = CE.t("health." + health);
     }
+  }
+  // Camera health reported by the workers (offline, frozen, covered, …: /api/v1/camera-health), polled;
+  // a server without that endpoint (404) is not asked again.
+  const reported = new Map();
+  async function pollHealth() {
+    try {
+      const res = await CE.api("/api/v1/camera-health?active=true&limit=500");
+      if (res.status === 404) return;
+      if (res.ok) {
+        reported.clear();
+        for (const h of await res.json()) if (!reported.has(h.camera_id)) reported.set(h.camera_id, h);
+        for (const tile of state.tiles.values()) applyReported(tile);
+      }
+    } catch (e) { /* retried below */ }
+    setTimeout(pollHealth, 5000);
+  }
+  function applyReported(tile) {
+    const h = reported.get(tile.cam.id);
+    tile.serverHealth = h ? h.kind : null;
+    tile.el.querySelector(".health").title = h ? `${CE.fmt(h.started_at)} ${h.detail || ""}` : "";
+    setHealth(tile);
   }
   function onStatus(status) {
     const ids = new Set();
     for (const cam of status.cameras) {
       ids.add(cam.id);
       const tile = tileFor(cam);
-      tile.cam = cam; tile.ageS = cam.age_s; tile.serverHealth = cam.health || null;
+      tile.cam = cam; tile.ageS = cam.age_s; applyReported(tile);
     }
     for (const [id, tile] of state.tiles) if (!ids.has(id)) { tile.el.remove(); state.tiles.delete(id); }
     applyRuleFilter();
@@ -213,5 +235,6 @@
     document.addEventListener("click", () => { if (soundOn) { audio = audio || new AudioContext(); audio.resume(); } }, { once: true });
     setInterval(() => state.tiles.forEach(setHealth), 1000);
     restart();
+    pollHealth();
   });
 })();
