@@ -116,10 +116,13 @@ def _metrics_for(preds: list, targets: list, class_ids: list[int]) -> dict[int, 
     return out
 
 
-def evaluate_models(detectors: Sequence, eval_sets: list[dict], project_classes: Sequence[str] | None = None) -> dict:
+def evaluate_models(detectors: Sequence, eval_sets: list[dict], project_classes: Sequence[str] | None = None,
+                    combine: bool = False) -> dict:
     """Score several detectors on the same images. Each detector's classes are mapped onto the
     project classes by its card (:meth:`MultiDetector.class_mapping`); a detector is scored only on
-    the classes of a set that it can produce.
+    the classes of a set that it can produce. With ``combine`` (and two or more detectors) the
+    :class:`MultiDetector` of all of them — what a site with ``extra_models`` runs — is scored too,
+    from the same per-model detections merged by its own ``merge``.
 
     Returns ``{"models": [...], "sets": {set: {"images", "classes": {class: {"gt_boxes", model: {ap50,
     ap50_95, precision, recall}}}}}}``.
@@ -140,10 +143,17 @@ def evaluate_models(detectors: Sequence, eval_sets: list[dict], project_classes:
         mappings.append(np.array([classes.index(mapping[n]) if n in mapping else -1 for n in det.class_names]))
         report["models"].append({"name": det.model_version, "path": det.model_path, "format": det.card.format,
                                  "input_size": list(det.input_size), "classes": sorted(set(mapping.values()))})
+    multi = MultiDetector(detectors, project_classes=classes) if combine and len(detectors) > 1 else None
+    if multi is not None:
+        mappings.append(np.array([classes.index(n) if n in classes else -1 for n in multi.class_names]))
+        report["models"].append({"name": multi.model_version, "path": "+".join(d.model_path for d in detectors),
+                                 "format": "merged", "input_size": None,
+                                 "classes": sorted({c for m in report["models"] for c in m["classes"]})})
+    n_models = len(report["models"])
     for s in eval_sets:
         wanted = [classes.index(c) for c in s["classes"]]
-        targets, preds = [], [[] for _ in detectors]
-        seconds = [0.0 for _ in detectors]
+        targets, preds = [], [[] for _ in range(n_models)]
+        seconds = [0.0 for _ in range(n_models)]
         for item in s["images"]:
             image = cv2.imread(item["path"], cv2.IMREAD_COLOR)
             if image is None:
@@ -153,10 +163,14 @@ def evaluate_models(detectors: Sequence, eval_sets: list[dict], project_classes:
                           np.float32).reshape(-1, 4) * [w, h, w, h]
             targets.append(sv.Detections(xyxy=gt.astype(np.float32),
                                          class_id=np.array([classes.index(b[0]) for b in item["boxes"]], int)))
+            raw = []
             for k, det in enumerate(detectors):
                 t0 = time.perf_counter()
-                d = det.detect(image)
+                raw.append(det.detect(image))
                 seconds[k] += time.perf_counter() - t0
+            if multi is not None:
+                raw.append(multi.merge(raw))
+            for k, d in enumerate(raw):
                 cls = mappings[k][d.class_id] if len(d) else np.zeros(0, int)
                 keep = np.isin(cls, wanted)
                 preds[k].append(sv.Detections(xyxy=d.xyxy[keep], confidence=d.confidence[keep],
@@ -164,14 +178,15 @@ def evaluate_models(detectors: Sequence, eval_sets: list[dict], project_classes:
         entry: dict = {"images": len(s["images"]), "classes": {}, "ms_per_image": {}}
         for c in s["classes"]:
             entry["classes"][c] = {"gt_boxes": int(sum(1 for it in s["images"] for b in it["boxes"] if b[0] == c))}
-        for k, det in enumerate(detectors):
-            known = [classes.index(c) for c in report["models"][k]["classes"] if classes.index(c) in wanted]
-            entry["ms_per_image"][det.model_version] = round(1000 * seconds[k] / max(1, len(s["images"])), 1)
+        for k, model in enumerate(report["models"]):
+            known = [classes.index(c) for c in model["classes"] if classes.index(c) in wanted]
+            if k < len(detectors):
+                entry["ms_per_image"][model["name"]] = round(1000 * seconds[k] / max(1, len(s["images"])), 1)
             if not known:
                 continue
             per_class = _metrics_for(preds[k], targets, known)
             for c, values in per_class.items():
-                entry["classes"][classes[c]][det.model_version] = values
+                entry["classes"][classes[c]][model["name"]] = values
         report["sets"][s["name"]] = entry
     return report
 
@@ -220,6 +235,8 @@ def evaluate_cmd(model: Path = typer.Option(DEFAULT_MODEL, help="ONNX model (its
                  data_root: Optional[Path] = typer.Option(None, help="folder holding the source sets "
                                                           "(default: the definition's roots, ../shared/data)"),
                  limit: Optional[int] = typer.Option(None, min=1, help="at most this many images per set"),
+                 combined: bool = typer.Option(True, help="also score ours + teacher merged (a site with "
+                                                          "the teacher in detector.extra_models)"),
                  as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """Per-class AP50, AP50-95, precision and recall on the real splits, teacher beside ours."""
     from vision.errors import ModelError
@@ -233,7 +250,7 @@ def evaluate_cmd(model: Path = typer.Option(DEFAULT_MODEL, help="ONNX model (its
     except ModelError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)
-    report = evaluate_models(detectors, sets)
+    report = evaluate_models(detectors, sets, combine=combined)
     report["split"] = split
     report["notes"] = notes
     typer.echo(json.dumps(report, ensure_ascii=False) if as_json else format_report(report))
