@@ -158,3 +158,15 @@ def test_extra_model_missing_file_and_unknown_key_are_named(tmp_path):
     path = _site(tmp_path, "extra_models:\n  - model: car.onnx\n    weights: 3\n")
     with pytest.raises(ConfigError, match="unknown key"):
         load_site_config(path)
+
+
+@needs_teacher
+def test_bench_detector_times_the_teacher_beside_our_model():
+    from vision.bench import bench_detector
+
+    report = bench_detector(CAR_MODEL, runs=2, warmup=1)
+    assert report["model"] == "car-v1"
+    assert [c["model"] for c in report["compare"]] == ["yolox-nano-coco"]
+    teacher = report["compare"][0]
+    assert teacher["input_size"] == [416, 416] and teacher["ms"]["total"]["mean"] > 0
+    assert bench_detector(CAR_MODEL, runs=1, warmup=0, compare=())["compare"] == []
