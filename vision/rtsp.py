@@ -219,7 +219,10 @@ class RtspSource:
             stream.codec_context.skip_frame = "NONKEY"
         time_base = stream.time_base or Fraction(1, 90_000)
         codec = stream_codec(stream) if self.packet_sink is not None else None
-        anchor: tuple[float, float] | None = None  # (wall time, pts seconds) of this connection's first frame
+        # frame time = pts + offset, where offset is the smallest (arrival wall time - pts) seen on this
+        # connection: the first frames arrive in a burst (FFmpeg probes the stream first), so the
+        # first frame alone would date later frames into the future and hide their latency
+        offset: float | None = None
         last_time_s = -math.inf
         next_tick = -math.inf
         period_s = 1.0 / self.sample_fps if self.sample_fps else 0.0
@@ -231,11 +234,13 @@ class RtspSource:
                     continue  # the flush packet at the end of a stream
                 if self.packet_sink is not None and packet.dts is not None:
                     pts = packet.pts if packet.pts is not None else packet.dts
-                    wall0, pts0 = anchor if anchor else (time.time(), float(pts * time_base))
+                    pts_s = float(pts * time_base)
+                    if offset is None or time.time() - pts_s < offset:
+                        offset = time.time() - pts_s
                     self.packet_sink(VideoPacket(
                         data=bytes(packet), pts=pts, dts=packet.dts, duration=int(packet.duration or 0),
                         time_base=time_base, is_keyframe=bool(packet.is_keyframe),
-                        time_s=wall0 + float(pts * time_base) - pts0, codec=codec))
+                        time_s=pts_s + offset, codec=codec))
                 if not self.decode:
                     if not self.online:
                         self._set_status(True)
@@ -244,10 +249,11 @@ class RtspSource:
                     self.frames_decoded += 1
                     pts_s = _pts_seconds(av_frame, time_base)
                     now = time.time()
-                    if anchor is None:
-                        anchor = (now, pts_s if pts_s is not None else 0.0)
+                    if not self.online:
                         self._set_status(True)
-                    time_s = anchor[0] + (pts_s - anchor[1]) if pts_s is not None else now
+                    if pts_s is not None and (offset is None or now - pts_s < offset):
+                        offset = now - pts_s
+                    time_s = pts_s + offset if pts_s is not None else now
                     # PTS may step back (a server looping a file, a camera's clock reset): keep frame
                     # time increasing so rules and clips never see time run backwards.
                     if time_s <= last_time_s:

@@ -268,7 +268,9 @@ class StreamCamera:
     def _on_detections(self, frame: Frame, detections: Detections) -> None:
         """On the inference thread."""
         self._m_inferences.inc()
-        self.live.metrics.inference_latency.observe(max(0.0, time.time() - frame.time_s))
+        latency = time.time() - frame.time_s
+        self.live.metrics.inference_latency.observe(max(0.0, latency))
+        self.live.latency_samples.append(latency)
         with self._lock:
             self.in_flight -= 1
             if frame.time_s > self.last_applied_s:
@@ -328,6 +330,7 @@ class LiveCameras:
         self.health_sender = health_sender
         self.on_health = on_health
         self.health_events: deque[HealthEvent] = deque(maxlen=1000)  # recent, for inspection
+        self.latency_samples: deque[float] = deque(maxlen=200_000)  # frame time → detections (bench)
         self.cameras: dict[str, StreamCamera] = {}
         self.inference = SharedInference(worker.detector, max_batch=cfg.max_batch, max_age_s=cfg.max_frame_age_s,
                                          on_drop=self._on_drop, on_batch=self._on_batch)
