@@ -46,6 +46,7 @@ class LiveHub:
         self._received: dict[str, float] = {}  # camera id -> wall-clock time of its latest frame
         self._lock = threading.Lock()
         self._seq = 0
+        self.wall_viewers = 0  # open wall streams
 
     def register(self, camera: Camera, compound_id: str | None = None) -> None:
         """Show ``camera`` on the wall. ``compound_id`` scopes who may see it; a camera registered
@@ -131,23 +132,29 @@ class LiveHub:
         ``status_every_s`` (:meth:`cameras` for those cameras) that also tells a stalled camera from a
         dropped connection. Parts are :func:`wall_part` records."""
         seen: dict[str, int] = {}
-        deadline = time.monotonic() + max_seconds
-        next_status = 0.0
+        deadline, next_status = time.monotonic() + max_seconds, 0.0
         ids: list[str] = []
-        while time.monotonic() < deadline:
-            if time.monotonic() >= next_status:
-                ids = camera_ids()
-                wanted = set(ids)
-                status = [c for c in self.cameras() if c["id"] in wanted]
-                yield wall_part({"type": "status", "cameras": status, "server_time": time.time()})
-                next_status = time.monotonic() + status_every_s
-            for camera_id in ids:
-                frame = self.latest(camera_id)
-                if frame is not None and seen.get(camera_id) != frame.seq:
-                    seen[camera_id] = frame.seq
-                    yield wall_part({"type": "frame", "camera_id": camera_id, "time_s": frame.time_s,
-                                     "seq": frame.seq}, frame.jpeg)
-            await asyncio.sleep(poll_s)
+        with self._lock:
+            self.wall_viewers += 1
+        try:
+            while time.monotonic() < deadline:
+                if time.monotonic() >= next_status:
+                    ids = camera_ids()
+                    wanted = set(ids)
+                    status = [c for c in self.cameras() if c["id"] in wanted]
+                    yield wall_part({"type": "status", "cameras": status, "server_time": time.time()})
+                    next_status = time.monotonic() + status_every_s
+                for camera_id in ids:
+                    frame = self.latest(camera_id)
+                    if frame is not None and seen.get(camera_id) != frame.seq:
+                        seen[camera_id] = frame.seq
+                        yield wall_part({"type": "frame", "camera_id": camera_id, "time_s": frame.time_s,
+                                         "seq": frame.seq}, frame.jpeg)
+                        await asyncio.sleep(0)  # let a lost connection be noticed between frames of a burst
+                await asyncio.sleep(poll_s)
+        finally:  # also when the viewer goes away (Starlette cancels the response on disconnect)
+            with self._lock:
+                self.wall_viewers -= 1
 
 
 WALL_MEDIA_TYPE = "application/x-compoundeye-wall"

@@ -226,3 +226,20 @@ def test_compound_list_shows_only_the_callers_compounds(server):
     post_event(server.url, worker, evidence, compound_id="c2", camera_id="cam2", start=START)
     compounds = httpx.get(f"{server.url}/api/v1/compounds", headers=token(server, "alice")).json()
     assert compounds == [{"id": "c1", "name": "c1", "role": "reviewer", "cameras": [{"id": "cam1", "name": "cam1"}]}]
+
+
+def test_streams_end_when_the_viewer_goes_away(server):
+    """A closed wall stream or alert feed stops costing the server (no generator left writing to nothing)."""
+    hub, alerts = server.app.state.live_hub, None
+    hub.register(_camera("cam1"), compound_id="c1")
+    hub.publish("cam1", _frame("cam1", 5.0), None)
+    headers = {"X-API-Key": server.key("viewer", ["c1"])}
+    read_wall(f"{server.url}/api/v1/live/wall", headers, lambda r: any(h["type"] == "frame" for h, _ in r))
+    wait_until(lambda: hub.wall_viewers == 0, 10, "the wall stream to end")
+
+    from service.routers.feed import alert_hub
+    alerts = alert_hub(server.app)
+    with httpx.stream("GET", f"{server.url}/api/v1/feed/alerts", headers=headers, timeout=30) as response:
+        assert response.status_code == 200
+        wait_until(lambda: alerts.subscriber_count == 1, 10, "the feed to subscribe")
+    wait_until(lambda: alerts.subscriber_count == 0, 10, "the alert feed to end")
