@@ -33,6 +33,7 @@ app.add_typer(__import__("service.cli_evidence", fromlist=["evidence_app"]).evid
 app.command("rescan")(__import__("service.cli_rescan", fromlist=["rescan"]).rescan)
 bench_app.command("rescan")(__import__("service.cli_rescan", fromlist=["bench_rescan"]).bench_rescan)
 app.add_typer(__import__("service.cli_models", fromlist=["models_app"]).models_app)  # train, export, evaluate
+app.command("evaluate-rules")(__import__("service.cli_rules", fromlist=["evaluate_rules"]).evaluate_rules)
 
 
 def _logging(verbose: bool) -> None:
