@@ -334,6 +334,9 @@ class LiveConfig(Strict):
                                  description="e.g. mqtt://127.0.0.1:1883; credentials from env via ${VAR}")
     mqtt_topic_prefix: str = Field("compoundeye", pattern=r"^[A-Za-z0-9_/-]{1,64}$")
     metrics_port: int | None = Field(None, ge=1, le=65535, description="serve Prometheus /metrics on 127.0.0.1")
+    leases: bool = Field(False, description="split the cameras with the other workers through leases held "
+                         "by the API (a dead worker's cameras are taken over within lease_ttl_s + a renewal)")
+    lease_ttl_s: float = Field(30.0, ge=3, le=600)
 
 
 class ApiConfig(Strict):

@@ -85,10 +85,12 @@ def apply_worker_options(site, shard: str | None = None, metrics_port: int | Non
 
 
 def worker_name() -> str:
-    """``host-pid``: names this worker process in MQTT and logs."""
+    """``host-pid-random``: names this worker in MQTT, leases and logs (unique even for two workers
+    in one process)."""
     import os
+    import secrets
     import socket
-    return f"{socket.gethostname()}-{os.getpid()}"
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 def thresholds(config) -> HealthThresholds:
@@ -331,7 +333,11 @@ class LiveCameras:
         self.on_health = on_health
         self.health_events: deque[HealthEvent] = deque(maxlen=1000)  # recent, for inspection
         self.latency_samples: deque[float] = deque(maxlen=200_000)  # frame time → detections (bench)
-        self.cameras: dict[str, StreamCamera] = {}
+        self.cameras: dict[str, StreamCamera] = {}  # running
+        self.candidates: dict[str, tuple[Compound, Camera]] = {}  # every stream camera of this worker's site
+        self.leases = LeaseKeeper(self, worker.sender.url.removesuffix("/api/v1/events"), worker.sender.api_key,
+                                  cfg.lease_ttl_s) if cfg.leases else None
+        self._cameras_lock = threading.Lock()
         self.inference = SharedInference(worker.detector, max_batch=cfg.max_batch, max_age_s=cfg.max_frame_age_s,
                                          on_drop=self._on_drop, on_batch=self._on_batch)
         self._stop = threading.Event()
@@ -354,16 +360,43 @@ class LiveCameras:
         sender = HealthSender(api_base, worker.sender.api_key).start()
         return cls(worker, metrics, mqtt=mqtt, health_sender=sender)
 
-    def add(self, compound: Compound, camera: Camera) -> StreamCamera:
-        cam = StreamCamera(self, compound, camera)
-        self.cameras[camera.id] = cam
-        return cam
+    def add(self, compound: Compound, camera: Camera) -> None:
+        """A stream camera of the site: run it (or, with leases, when this worker holds its lease)."""
+        self.candidates[camera.id] = (compound, camera)
+        if self.leases is None:
+            self.cameras[camera.id] = StreamCamera(self, compound, camera)
 
     def start(self) -> None:
         self.inference.start()
         for cam in self.cameras.values():
             cam.start()
         self._ticker.start()
+        if self.leases is not None:
+            self.leases.start()
+
+    def threads(self) -> list[threading.Thread]:
+        """The threads the worker waits for: every camera's, or the lease keeper's."""
+        if self.leases is not None:
+            return [self.leases.thread]
+        return [t for cam in self.cameras.values() for t in cam.threads]
+
+    def run_only(self, camera_ids: set[str]) -> None:
+        """Start the held cameras not running yet and stop those no longer held (lease changes)."""
+        with self._cameras_lock:
+            for camera_id in sorted(set(self.cameras) - camera_ids):
+                cam = self.cameras.pop(camera_id)
+                cam.close()
+                for t in cam.threads:
+                    t.join(15)
+                self.worker.pipelines.pop(camera_id, None)
+                self.metrics.camera_online.labels(camera_id).set(0)
+                log.info("camera %s: lease given up, stopped here", camera_id)
+            for camera_id in sorted(camera_ids - set(self.cameras)):
+                if camera_id in self.candidates and not self._stop.is_set():
+                    cam = StreamCamera(self, *self.candidates[camera_id])
+                    self.cameras[camera_id] = cam
+                    cam.start()
+                    log.info("camera %s: lease taken, started here", camera_id)
 
     def _on_drop(self, camera_id: str, reason: str) -> None:
         self.metrics.queue_drops.labels(camera_id, reason).inc()
@@ -397,6 +430,8 @@ class LiveCameras:
         """Close every stream, wait for the camera threads (each ends within about the read timeout),
         then stop the shared inference."""
         self._stop.set()
+        if self.leases is not None:
+            self.leases.stop()
         for cam in self.cameras.values():
             cam.close()
         deadline = time.monotonic() + timeout_s
@@ -411,3 +446,62 @@ class LiveCameras:
         if self.mqtt is not None:
             self.mqtt.close()
         self.metrics.close()
+
+
+class LeaseKeeper:
+    """Claims this worker's camera leases from the API every ``ttl_s / 3`` and makes the running cameras
+    follow them (``service/routers/leases.py`` decides). When the API cannot be reached, the cameras
+    keep running until the leases are about to expire, then stop — by then another worker may hold them."""
+
+    def __init__(self, live: LiveCameras, api_url: str, api_key: str, ttl_s: float = 30.0):
+        self.live = live
+        self.url = api_url.rstrip("/") + "/api/v1/leases"
+        self.api_key = api_key
+        self.ttl_s = ttl_s
+        self.renew_s = ttl_s / 3
+        self.worker_id = worker_name()
+        self.held: set[str] = set()
+        self.last_ok: float | None = None
+        self._client = httpx.Client(timeout=max(2.0, self.renew_s / 2))
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="lease-keeper", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def claim(self) -> set[str] | None:
+        body = {"worker_id": self.worker_id, "ttl_s": self.ttl_s,
+                "cameras": [{"compound_id": compound.id, "camera_id": camera.id}
+                            for compound, camera in self.live.candidates.values()]}
+        try:
+            resp = self._client.post(self.url, json=body, headers={"X-API-Key": self.api_key})
+        except httpx.HTTPError as exc:
+            log.warning("leases: API unreachable (%s)", exc)
+            return None
+        if resp.status_code != 200:
+            log.error("leases: HTTP %s %s", resp.status_code, resp.text[:300])
+            return None
+        return set(resp.json()["cameras"])
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            granted = self.claim()
+            if granted is not None:
+                self.last_ok = started
+                self.held = granted
+            elif self.last_ok is None or time.monotonic() - self.last_ok > self.ttl_s - self.renew_s:
+                self.held = set()  # our leases are expiring: another worker may run these cameras now
+            self.live.run_only(self.held)
+            self._stop.wait(max(0.0, self.renew_s - (time.monotonic() - started)))
+
+    def stop(self) -> None:
+        """Stop renewing and give the cameras up at once, so the other workers take them at their next claim."""
+        self._stop.set()
+        if self.thread.is_alive():
+            self.thread.join(15)
+        try:
+            self._client.delete(f"{self.url}/{self.worker_id}", headers={"X-API-Key": self.api_key})
+        except httpx.HTTPError:
+            pass  # the leases expire by themselves
+        self._client.close()

@@ -231,7 +231,7 @@ class Worker:
             self._threads.append(t)
         if getattr(self, "live", None) is not None:
             self.live.start()
-            self._threads.extend(t for cam in self.live.cameras.values() for t in cam.threads)
+            self._threads.extend(self.live.threads())
 
     def wait(self, timeout_s: float | None = None) -> bool:
         """Wait for every camera thread to finish (file sources without loop). True if all finished."""

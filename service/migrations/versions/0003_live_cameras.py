@@ -1,5 +1,6 @@
 """Live cameras: camera health events (one row per occurrence of a condition) and worker leases
-(which worker runs which camera, renewed while it lives).
+(which worker runs which camera, renewed while it lives) with the workers' heartbeats (how many share
+the cameras).
 
 Revision ID: 0003_live_cameras
 Revises: 0002
@@ -41,9 +42,16 @@ def upgrade() -> None:
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("camera_id", name=op.f("pk_worker_leases")),
     )
+    op.create_table(
+        "worker_heartbeats",
+        sa.Column("worker_id", sa.String(128), nullable=False),
+        sa.Column("seen_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("worker_id", name=op.f("pk_worker_heartbeats")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("worker_heartbeats")
     op.drop_table("worker_leases")
     op.drop_index("ix_camera_health_events_camera", table_name="camera_health_events")
     op.drop_table("camera_health_events")
