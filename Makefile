@@ -8,7 +8,7 @@ demo: setup
 	.venv/bin/compoundeye demo
 
 test: setup
-	.venv/bin/python -m pytest -ra $(PYTEST_ARGS)
+	@bash scripts/test.sh $(PYTEST_ARGS)
 
 serve: setup
 	.venv/bin/compoundeye serve

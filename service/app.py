@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from service.catalog import register_site
+from service.login_throttle import LoginThrottle
 from service.db import make_engine, session_factory, upgrade
 from service.errors import AlreadyReviewed, Conflict, IntegrityFailed, InvalidEvent, ObjectNotFound, StorageError, UploadTooLarge
 from service.live import LiveHub
@@ -95,6 +96,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings, app.state.engine, app.state.sessions = settings, engine, sessions
     app.state.store, app.state.site = store, site
     app.state.live_hub = LiveHub()
+    app.state.login_throttle = LoginThrottle(settings.login_limit_per_user, settings.login_limit_per_address,
+                                             settings.rate_limit_storage)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES)
     install_error_handlers(app)
     app.include_router(health.router)

@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     retention_unreviewed_days: int = Field(30, ge=1)
     retention_rejected_days: int = Field(7, ge=1)
     retention_confirmed_days: int = Field(365, ge=1)
+    # Failed logins allowed per user name and per client address in a moving window ("limits" notation),
+    # and where the counts live (memory://, or redis://host:6379 for several API processes).
+    login_limit_per_user: str = "5/5minute"
+    login_limit_per_address: str = "30/5minute"
+    rate_limit_storage: str = "memory://"
     token_ttl_minutes: int = Field(480, gt=0, le=60 * 24 * 30)  # how long a login token lives (one shift)
     scoring_config: Path | None = None  # the scoring table; default configs/scoring.yaml of the repository
 

@@ -32,6 +32,27 @@ def test_wrong_password_and_unknown_user_401(app, client):
         assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
 
 
+def test_failed_logins_are_throttled_per_name_and_address(app, client):
+    make_user(app, client, "carol", {"c1": "viewer"})
+    make_user(app, client, "dave", {"c1": "viewer"})
+    login = lambda user, password: client.post("/api/v1/auth/token", data={"username": user, "password": password})
+    for _ in range(5):
+        assert login("carol", "guess").status_code == 401
+    blocked = login("carol", PASSWORD)          # the right password does not get through while throttled
+    assert blocked.status_code == 429 and 1 <= int(blocked.headers["retry-after"]) <= 300
+    assert login("Carol ", "guess").status_code == 429   # the same name, however it is written
+    assert login("dave", PASSWORD).status_code == 200     # another user is not locked out by carol's
+    # a good login clears the name's failures
+    assert login("dave", "guess").status_code == 401 and login("dave", PASSWORD).status_code == 200
+    for _ in range(4):
+        assert login("dave", "guess").status_code == 401
+    assert login("dave", PASSWORD).status_code == 200
+    # many names guessed from one address: the address is throttled after 30 failures in the window
+    for i in range(30 - 5 - 5):
+        assert login(f"nobody{i}", "guess").status_code == 401
+    assert login("dave", PASSWORD).status_code == 429
+
+
 def test_expired_token_and_disabled_user_refused(app, client):
     headers = make_user(app, client, "carol", {"c1": "viewer"})
     assert client.get("/api/v1/events", headers=headers).status_code == 200

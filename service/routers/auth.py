@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -72,14 +72,24 @@ class KeyPublic(BaseModel):
 
 
 @router.post("/auth/token", response_model=Token, tags=["auth"],
-             responses={401: {"description": "wrong username or password, or user disabled"}})
+             responses={401: {"description": "wrong username or password, or user disabled"},
+                        429: {"description": "too many failed logins for this name or address"}})
 def login(form: Annotated[OAuth2PasswordRequestForm, Depends()], session: SessionDep,
-          settings: SettingsDep) -> Token:
-    """Exchange username and password for a bearer token that expires after ``token_ttl_minutes``."""
+          settings: SettingsDep, request: Request) -> Token:
+    """Exchange username and password for a bearer token that expires after ``token_ttl_minutes``.
+    Failed logins are throttled per user name and per client address (429 with ``Retry-After``)."""
+    throttle = request.app.state.login_throttle
+    address = request.client.host if request.client else "unknown"
+    wait = throttle.retry_after_s(form.username, address)
+    if wait is not None:
+        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, "too many failed logins; try again later",
+                            headers={"Retry-After": str(wait)})
     user = verify_login(session, form.username, form.password)
     if user is None:
+        throttle.failed(form.username, address)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong username or password",
                             headers={"WWW-Authenticate": "Bearer"})
+    throttle.succeeded(form.username)
     ttl = dt.timedelta(minutes=settings.token_ttl_minutes)
     token, expires_at = issue_token(session, user, ttl)
     session.commit()
