@@ -263,7 +263,9 @@ def scan_file(task: FileTask, settings: ScanSettings, progress: Callable[[str, f
         if stop():
             raise Cancelled(f.location)
     except SourceError as exc:
-        result.status, result.reason = "bad", exc.reason
+        # a file fetched from S3 is decoded from a temporary copy: the reason names the S3 object
+        reason = exc.reason.replace(local_path, f.location) if fetched is not None else exc.reason
+        result.status, result.reason = "bad", reason
         result.violations, result.evidence = [], {}
     except Cancelled:
         result.status, result.reason = "cancelled", "the job was cancelled"
