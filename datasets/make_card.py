@@ -66,9 +66,10 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def epochs_done(run_dir: Path) -> int:
+def epochs_done(run_dir: Path) -> int | None:
+    """Epochs in the run's results.csv; None when the run's record is gone (see ``--note``)."""
     csv = run_dir / "results.csv"
-    return max(0, len(csv.read_text().strip().splitlines()) - 1) if csv.exists() else 0
+    return max(0, len(csv.read_text().strip().splitlines()) - 1) if csv.exists() else None
 
 
 def metrics_table(report: dict) -> dict:
@@ -91,7 +92,8 @@ def versions() -> dict:
     return found
 
 
-def build_card(run: str, onnx: Path, eval_val: dict, eval_test: dict, bench: dict, train_versions: dict) -> str:
+def build_card(run: str, onnx: Path, eval_val: dict, eval_test: dict, bench: dict, train_versions: dict,
+               note: str | None = None, init: str | None = None) -> str:
     run_dir = RUNS / run
     manifest = json.loads(MANIFEST.read_text())
     args = yaml.safe_load((run_dir / "args.yaml").read_text()) if (run_dir / "args.yaml").exists() else {}
@@ -132,7 +134,8 @@ def build_card(run: str, onnx: Path, eval_val: dict, eval_test: dict, bench: dic
         "epochs": epochs_done(run_dir),
         "train_seconds": round(train_seconds) if train_seconds else None,
         "wall_seconds": [round(w) for w in wall],
-        "base": "yolo11n.yaml from scratch (no pretrained weights)",
+        "base": init or "yolo11n.yaml from scratch (no pretrained weights)",
+        **({"note": note} if note else {}),
         "run": f"var/runs/{NAME}/{run}",
         "imgsz": args.get("imgsz"), "batch": args.get("batch"), "time_budget_hours": args.get("time"),
         "device": "cpu (2 cores, shared with other jobs)",
@@ -170,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-test", type=Path, default=None)
     parser.add_argument("--bench", type=Path, default=None)
     parser.add_argument("--train-versions", type=Path, default=None, help="JSON of training package versions")
+    parser.add_argument("--note", default=None, help="a sentence for the card's training section (e.g. what was lost)")
+    parser.add_argument("--init", default=None, help="what the run started from, when not from scratch")
     parser.add_argument("--skeleton", action="store_true",
                         help="write only name/format/input_size/classes (what evaluate and bench need to load "
                              "the model), before the figures exist")
@@ -184,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     load = lambda p, default: json.loads((p or run_dir / default).read_text())  # noqa: E731
     train_versions = load(args.train_versions, "versions.json") if (args.train_versions or run_dir / "versions.json").exists() else versions()
     text = build_card(args.run, args.onnx, load(args.eval_val, "eval_val.json"), load(args.eval_test, "eval_test.json"),
-                      load(args.bench, "bench.json"), train_versions)
+                      load(args.bench, "bench.json"), train_versions, args.note, args.init)
     tmp = out.with_name(out.name + ".partial")
     tmp.write_text(text)
     os.replace(tmp, out)

@@ -18,6 +18,8 @@ def evaluate_rules(
                                                               "samples/footage"),
         config: Path = typer.Option(ROOT / "configs" / "demo.yaml", help="site file: its cameras' zones and "
                                     "rule parameters are used for clips they watch, its `rules:` for the others"),
+        camera: Optional[str] = typer.Option(None, help="apply this site camera's zones and parameters to every "
+                                             "input (e.g. a clean clip of the scene it watches)"),
         model: Optional[Path] = typer.Option(None, help="use this ONNX model instead of the site's detector.model"),
         extra_model: Optional[List[Path]] = typer.Option(None, help="extra model merged in (repeatable; replaces "
                                                          "the site's extra_models)"),
@@ -54,7 +56,7 @@ def evaluate_rules(
         raise typer.Exit(1)
     try:
         detector = build_detector(site, config)
-        results = [evaluate_media(site, config, p, detector) for p in inputs]
+        results = [evaluate_media(site, config, p, detector, camera_id=camera) for p in inputs]
     except CompoundEyeError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1)

@@ -88,11 +88,21 @@ class LiveServer:
         return username
 
 
+def absolute_detector_paths(raw: dict, base: Path) -> None:
+    """Make a site dict's detector model paths (default and extra models, their cards) absolute,
+    relative to ``base`` (the folder of the site file it was read from)."""
+    raw["detector"]["model"] = str((base / raw["detector"]["model"]).resolve())
+    for extra in raw["detector"].get("extra_models", []):
+        for key in ("model", "card"):
+            if extra.get(key):
+                extra[key] = str((base / extra[key]).resolve())
+
+
 def site_file(tmp_path: Path, cameras: tuple[str, ...] = ("demo-gate",), loop: bool = True) -> Path:
     """configs/demo.yaml with absolute paths, only ``cameras``, its outbox in ``tmp_path``."""
     demo = ROOT / "configs" / "demo.yaml"
     raw = yaml.safe_load(demo.read_text())
-    raw["detector"]["model"] = str((demo.parent / raw["detector"]["model"]).resolve())
+    absolute_detector_paths(raw, demo.parent)
     raw["detector"]["threads"] = 1
     raw["outbox_dir"] = str(tmp_path / "outbox")
     for compound in raw["compounds"]:

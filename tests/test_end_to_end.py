@@ -26,6 +26,8 @@ from vision.config import load_site_config
 from vision.outbox import Outbox
 from vision.worker import Worker
 
+from browser_support import absolute_detector_paths
+
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "configs" / "demo.yaml"
 
@@ -75,10 +77,17 @@ def make_keys(settings: Settings) -> tuple[str, str]:
     return worker, reviewer
 
 
-def site_file(tmp_path: Path, extra_camera: dict | None = None) -> Path:
-    """The demo site, non-looping, with paths made absolute and the outbox in tmp_path."""
+FIRE_LANE_CAMERAS = ("demo-gate", "main-gate")
+
+
+def site_file(tmp_path: Path, extra_camera: dict | None = None, cameras: tuple[str, ...] = FIRE_LANE_CAMERAS) -> Path:
+    """The demo site, non-looping, with paths made absolute and the outbox in tmp_path. Only the
+    fire-lane cameras are kept by default: the demo's bin, corridor and lift cameras are tested in
+    tests/test_rules_footage.py."""
     raw = yaml.safe_load(DEMO.read_text())
-    raw["detector"]["model"] = str((DEMO.parent / raw["detector"]["model"]).resolve())
+    for compound in raw["compounds"]:
+        compound["cameras"] = [cam for cam in compound["cameras"] if cam["id"] in cameras]
+    absolute_detector_paths(raw, DEMO.parent)
     raw["outbox_dir"] = str(tmp_path / "outbox")
     for compound in raw["compounds"]:
         for cam in compound["cameras"]:

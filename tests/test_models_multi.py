@@ -160,6 +160,29 @@ def test_extra_model_missing_file_and_unknown_key_are_named(tmp_path):
         load_site_config(path)
 
 
+def test_optional_extra_model_that_is_missing_is_skipped_not_refused(tmp_path, caplog):
+    path = _site(tmp_path, "extra_models:\n  - model: nowhere.onnx\n    optional: true\n")
+    site = load_site_config(path)
+    with caplog.at_level("WARNING", logger="vision.detector"):
+        detector = build_detector(site, path)
+    assert isinstance(detector, OnnxDetector) and detector.model_version == "car-v1"
+    assert "nowhere.onnx is missing" in caplog.text
+
+
+@needs_teacher
+def test_classes_taken_from_an_extra_model_are_limited(tmp_path):
+    path = _site(tmp_path, f"extra_models:\n  - model: {TEACHER}\n    card: {TEACHER_CARD}\n"
+                           "    classes: [person, two_wheeler]\n")
+    detector = build_detector(load_site_config(path), path)
+    teacher_classes = {detector.class_names[i] for i in detector._maps[1] if i >= 0}
+    assert teacher_classes == {"person", "two_wheeler"}     # the teacher's cars and buses are not taken
+    dets = detector.detect(cv2.imread(str(PARKING_IMAGE)))
+    assert set(dets.names()) <= {"car", "person", "two_wheeler"}
+    bad = _site(tmp_path, "extra_models:\n  - model: car.onnx\n    classes: [car, lorry]\n")
+    with pytest.raises(ConfigError, match="unknown: \\['lorry'\\]"):
+        load_site_config(bad)
+
+
 @needs_teacher
 def test_bench_detector_times_the_teacher_beside_our_model():
     from vision.bench import bench_detector

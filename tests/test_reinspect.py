@@ -13,6 +13,8 @@ from vision.detector import OnnxDetector
 from vision.reinspect import Reinspector
 from vision.sources import FileSource
 from vision.worker import CameraPipeline
+
+from browser_support import absolute_detector_paths
 from workflow import future, make_user, past, post_event, review
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,7 +28,7 @@ def pipeline(tmp_path_factory):
     """The demo-gate camera of the demo site, with a short grace so the clip's tail counts as clear."""
     tmp = tmp_path_factory.mktemp("reinspect")
     raw = yaml.safe_load(DEMO.read_text())
-    raw["detector"]["model"] = str((DEMO.parent / raw["detector"]["model"]).resolve())
+    absolute_detector_paths(raw, DEMO.parent)
     raw["rules"]["fire_lane"]["grace_s"] = 4
     for compound in raw["compounds"]:
         for cam in compound["cameras"]:

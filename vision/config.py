@@ -278,6 +278,21 @@ class ExtraModel(Strict):
     model: str = Field(description="path to an ONNX model")
     card: str | None = Field(None, description="its model card, if not next to the model")
     confidence: float | None = Field(None, ge=0.0, le=1.0, description="default: detector.confidence")
+    classes: tuple[str, ...] | None = Field(None, description="project classes taken from this model (default: "
+                                            "all it maps to); e.g. [garbage] when the default model sees cars better")
+    optional: bool = Field(False, description="if the model file is missing, run without it (logged) instead of "
+                           "refusing the site file — for a model that lives outside the deployment, e.g. the teacher")
+
+    @field_validator("classes")
+    @classmethod
+    def _known_classes(cls, value):
+        if value is None:
+            return value
+        from vision.detector import PROJECT_CLASSES
+        unknown = [c for c in value if c not in PROJECT_CLASSES]
+        if not value or unknown:
+            raise ValueError(f"classes must be a non-empty list of {list(PROJECT_CLASSES)}; unknown: {unknown}")
+        return value
 
 
 class DetectorConfig(Strict):
@@ -516,6 +531,8 @@ def load_site_config(path: str | os.PathLike) -> SiteConfig:
     if not model.is_file():
         problems.append((f"line {lines.get(('detector', 'model'), '?')}: detector.model", f"file not found: {model}"))
     for i, extra in enumerate(config.detector.extra_models):
+        if extra.optional and not resolve_path(path, extra.model).is_file():
+            continue     # skipped when the detector is built (vision.detector.build_detector logs it)
         for key in ("model", "card"):
             value = getattr(extra, key)
             if value is not None and not resolve_path(path, value).is_file():

@@ -15,6 +15,7 @@ onnxruntime errors are translated into :class:`~vision.errors.ModelError` naming
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from vision.errors import ModelError
 from vision.types import Detections
+
+log = logging.getLogger(__name__)
 
 PAD_VALUE = 114
 YOLOX_STRIDES = (8, 16, 32)
@@ -404,15 +407,23 @@ class MultiDetector:
     """
 
     def __init__(self, detectors: Sequence[OnnxDetector], iou: float = 0.5,
-                 project_classes: Sequence[str] = PROJECT_CLASSES):
+                 project_classes: Sequence[str] = PROJECT_CLASSES,
+                 keep: Sequence[Sequence[str] | None] | None = None):
+        """``keep[k]``, when given, lists the project classes taken from detector ``k`` (the others it
+        reports are dropped), e.g. only ``garbage`` from a model whose cars are worse than the default's."""
         if not detectors:
             raise ValueError("MultiDetector needs at least one detector")
         self.detectors = tuple(detectors)
         self.iou = float(iou)
+        keep = list(keep) if keep is not None else [None] * len(self.detectors)
+        if len(keep) != len(self.detectors):
+            raise ValueError("keep must have one entry per detector")
         names = list(project_classes)
         self._maps: list[np.ndarray] = []
         for k, det in enumerate(self.detectors):
             mapping = self.class_mapping(det.card, names)
+            if keep[k] is not None:
+                mapping = {src: dst for src, dst in mapping.items() if dst in set(keep[k])}
             if k == 0:
                 for own in det.class_names:
                     if own not in mapping and own not in names:
@@ -496,10 +507,14 @@ def build_detector(site, site_path: str | os.PathLike) -> "OnnxDetector | MultiD
     extras = getattr(cfg, "extra_models", ()) or ()
     if not extras:
         return main
-    detectors = [main]
+    detectors, keep = [main], [None]
     for extra in extras:
+        if getattr(extra, "optional", False) and not resolve_path(site_path, extra.model).is_file():
+            log.warning("optional extra model %s is missing: running without it", resolve_path(site_path, extra.model))
+            continue
         card = resolve_path(site_path, extra.card) if extra.card else None
         detectors.append(OnnxDetector(str(resolve_path(site_path, extra.model)), card_path=card,
                                       confidence=extra.confidence if extra.confidence is not None else cfg.confidence,
                                       iou=cfg.iou, threads=cfg.threads))
-    return MultiDetector(detectors, iou=cfg.iou)
+        keep.append(getattr(extra, "classes", None))
+    return MultiDetector(detectors, iou=cfg.iou, keep=keep) if len(detectors) > 1 else main

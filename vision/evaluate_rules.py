@@ -13,7 +13,7 @@ Ground truth (the sidecar):
   kind ``fire_lane`` is an expected ``fire_lane`` violation (stops in parking bays are not violations);
 - ``zones`` (id, kind, polygon) and ``start_time`` (ISO, the frame time of PTS 0).
 
-Which zones and parameters: the camera of the site file whose ``source`` is this clip, if any (so the
+Which zones and parameters: the site camera named with ``--camera``, else the one whose ``source`` is this clip, if any (so the
 demo's shortened dwells are what is measured); otherwise the sidecar's zones, each armed with the rules
 of its kind, with the site file's ``rules:`` parameters. A labelled zone id is matched to the camera's
 zone of the same id, or else of the same kind whose polygon overlaps it best (IoU ≥ 0.5).
@@ -160,8 +160,15 @@ def _polygon_iou(a, b) -> float:
     return pa.intersection(pb).area / union if union > 0 else 0.0
 
 
-def camera_for(site: SiteConfig, site_path: Path, media: Path, truth: dict) -> tuple[Compound, Camera]:
-    """The site camera that watches ``media``, or a camera made of the sidecar's zones."""
+def camera_for(site: SiteConfig, site_path: Path, media: Path, truth: dict,
+               camera_id: str | None = None) -> tuple[Compound, Camera]:
+    """The site camera ``camera_id`` (its zones and parameters applied to ``media``, e.g. a clean clip of
+    the same scene), else the site camera that watches ``media``, else a camera made of the sidecar's zones."""
+    if camera_id is not None:
+        for compound, camera in site.cameras():
+            if camera.id == camera_id:
+                return compound, camera
+        raise EvaluationError(f"no camera {camera_id!r} in the site file")
     target = media.resolve()
     for compound, camera in site.cameras():
         src = resolve_path(site_path, _expand_env(camera.source))
@@ -211,7 +218,7 @@ class _RecordingPipeline(CameraPipeline):
 
 
 def run_pipeline(site: SiteConfig, site_path: Path, media: Path, detector, truth: dict | None = None,
-                 work_dir: Path | None = None) -> tuple[Camera, list[Raised], float, int, dict[tuple[str, str], float]]:
+                 work_dir: Path | None = None, camera_id: str | None = None) -> tuple[Camera, list[Raised], float, int, dict[tuple[str, str], float]]:
     """Drive a :class:`CameraPipeline` over ``media`` frame by frame.
 
     Returns:
@@ -219,7 +226,7 @@ def run_pipeline(site: SiteConfig, site_path: Path, media: Path, detector, truth
         number of frames fed, and the effective dwell per (rule, zone).
     """
     truth = truth if truth is not None else load_ground_truth(media)
-    compound, camera = camera_for(site, site_path, media, truth)
+    compound, camera = camera_for(site, site_path, media, truth, camera_id)
     t0 = start_time_s(truth)
     with tempfile.TemporaryDirectory(prefix="evaluate-rules-", dir=work_dir) as tmp:
         pipeline = _RecordingPipeline(site, compound, camera, detector, Path(tmp), source_kind="rescan")
@@ -271,10 +278,13 @@ def match(expected: list[Expected], raised: list[Raised], duration_s: float) -> 
     return matches, false_pos, free
 
 
-def evaluate_media(site: SiteConfig, site_path: Path, media: Path, detector, work_dir: Path | None = None) -> ClipResult:
-    """Run the rules over one clip or image folder and compare with its ground truth."""
+def evaluate_media(site: SiteConfig, site_path: Path, media: Path, detector, work_dir: Path | None = None,
+                   camera_id: str | None = None) -> ClipResult:
+    """Run the rules over one clip or image folder and compare with its ground truth (see the module
+    docstring; ``camera_id`` picks the site camera whose zones and parameters to use)."""
     truth = load_ground_truth(media)
-    camera, raised, duration, frames, dwell = run_pipeline(site, site_path, media, detector, truth, work_dir)
+    camera, raised, duration, frames, dwell = run_pipeline(site, site_path, media, detector, truth, work_dir,
+                                                           camera_id)
     expected, too_short = [], []
     for e in expected_from_truth(truth):
         zone = map_zone(e["zone"], truth, camera)
