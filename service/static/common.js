@@ -111,6 +111,7 @@
     CE.tz = config.timezone || CE.tz;
     CE.me = await CE.json("/api/v1/auth/me");
     CE.compounds = await CE.json("/api/v1/compounds");
+    try { for (const cam of await CE.json("/api/v1/cameras/live")) CE.cameraNames[cam.id] = cam.name; } catch (e) { /* no live view */ }
     document.getElementById("who").textContent = CE.me.name;
     return CE.me;
   };
@@ -123,7 +124,9 @@
       CE.RULES.map(r => `<option value="${r}">${CE.esc(CE.rule(r))}</option>`).join("");
   };
   CE.compoundName = id => (CE.compounds.find(c => c.id === id) || {}).name || id;
+  CE.cameraNames = {};  // filled from the live camera list (the wall), which knows names the catalog may not
   CE.cameraName = function (id) {
+    if (CE.cameraNames[id]) return CE.cameraNames[id];
     for (const c of CE.compounds || []) { const cam = c.cameras.find(x => x.id === id); if (cam) return cam.name; }
     return id;
   };

@@ -33,8 +33,9 @@
       tile.el.hidden = !!rule && !armed;
     }
     const shown = [...state.tiles.values()].filter(t => !t.el.hidden).length;
-    $("tiles").classList.toggle("n16", shown > 9);
-    $("tiles").classList.toggle("few", shown <= 4);
+    // as many columns as make the tiles a square-ish grid: 1, 2×2, 3×3, 4×4 (and more rows past 16)
+    const columns = shown <= 1 ? 1 : shown <= 4 ? 2 : shown <= 9 ? 3 : 4;
+    $("tiles").style.gridTemplateColumns = `repeat(${columns}, minmax(0, 1fr))`;
     $("notiles").hidden = shown > 0;
   }
   function setHealth(tile) {
@@ -78,6 +79,7 @@
       ids.add(cam.id);
       const tile = tileFor(cam);
       tile.cam = cam; tile.ageS = cam.age_s; applyReported(tile);
+      CE.cameraNames[cam.id] = cam.name;
     }
     for (const [id, tile] of state.tiles) if (!ids.has(id)) { tile.el.remove(); state.tiles.delete(id); }
     applyRuleFilter();
