@@ -39,6 +39,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "feedback.export": frozenset({"supervisor", "admin"}),
     "audit.read": frozenset({"supervisor", "admin"}),
     "users.manage": frozenset({"admin"}),
+    # re-scans of stored footage (issue 10): operators start and cancel them, readers follow them
+    "rescans.run": frozenset({"supervisor", "admin"}),
+    "rescans.read": READERS,
 }
 
 

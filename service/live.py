@@ -206,13 +206,15 @@ class AlertHub:
         self._seq = 0
         self.queue_size = queue_size
 
-    def publish(self, alert: dict) -> int:
-        """Send ``alert`` (a JSON-able dict with at least ``compound_id`` and ``rule``) to every feed
-        that accepts it; returns its sequence number."""
+    def publish(self, alert: dict, replay: bool = True) -> int:
+        """Send ``alert`` (a JSON-able dict with at least ``compound_id``) to every feed that accepts it;
+        returns its sequence number. ``replay=False``: not kept for reconnecting feeds (frequent
+        progress messages must not push the alerts out of the replay window)."""
         with self._lock:
             self._seq += 1
             seq = self._seq
-            self._recent.append((seq, alert))
+            if replay:
+                self._recent.append((seq, alert))
             subscribers = list(self._subscribers)
         for sub in subscribers:
             if sub.accept(alert):

@@ -291,3 +291,55 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(32))
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+RESCAN_STATUSES = ("queued", "running", "done", "partial", "failed", "cancelled")
+RESCAN_FINISHED = ("done", "partial", "failed", "cancelled")
+RESCAN_MODES = ("sampled", "keyframes", "adaptive")
+
+
+class RescanJob(Base):
+    """A re-scan of an S3 prefix started through the API (``service.rescans`` runs it): queued →
+    running → done / partial (bad files or events not stored) / failed / cancelled. Progress columns
+    are rewritten about once a second while it runs; ``report`` is the job's JSON report (deferred:
+    lists never load it)."""
+
+    __tablename__ = "rescan_jobs"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", RESCAN_STATUSES), name="status"),
+        CheckConstraint(_one_of("mode", RESCAN_MODES), name="mode"),
+        Index("ix_rescan_jobs_status_id", "status", "id"),
+        Index("ix_rescan_jobs_compound_created", "compound_id", "created_at"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    compound_id: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(1024))
+    mode: Mapped[str] = mapped_column(String(16))
+    fps: Mapped[float | None] = mapped_column(Float)
+    fresh: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_by_name: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    runner: Mapped[str | None] = mapped_column(String(128))  # which API process runs it
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    files_total: Mapped[int] = mapped_column(Integer, default=0)
+    files_done: Mapped[int] = mapped_column(Integer, default=0)
+    files_bad: Mapped[int] = mapped_column(Integer, default=0)
+    files_skipped: Mapped[int] = mapped_column(Integer, default=0)  # finished by an earlier run (checkpoint)
+    footage_done_s: Mapped[float] = mapped_column(Float, default=0.0)
+    violations_found: Mapped[int] = mapped_column(Integer, default=0)
+    violations_new: Mapped[int] = mapped_column(Integer, default=0)  # events this job created
+    violations_unstored: Mapped[int] = mapped_column(Integer, default=0)  # found but refused by the store
+    current_file: Mapped[str | None] = mapped_column(String(1024))
+    current_fraction: Mapped[float | None] = mapped_column(Float)
+    x_realtime: Mapped[float | None] = mapped_column(Float)
+    eta_s: Mapped[float | None] = mapped_column(Float)
+    model: Mapped[str | None] = mapped_column(String(1024))
+    site_sha256: Mapped[str | None] = mapped_column(String(64))
+    state_dir: Mapped[str | None] = mapped_column(String(1024))
+    error: Mapped[str | None] = mapped_column(Text)
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSON, deferred=True)

@@ -55,6 +55,15 @@ class Settings(BaseSettings):
     rate_limit_storage: str = "memory://"
     token_ttl_minutes: int = Field(480, gt=0, le=60 * 24 * 30)  # how long a login token lives (one shift)
     scoring_config: Path | None = None  # the scoring table; default configs/scoring.yaml of the repository
+    # Re-scans started through the API (issue 10; site and model from site_config): their checkpoint and
+    # evidence folders, the executor ("local" process pool or "dask", with rescan_scheduler or a
+    # LocalCluster), its processes, and after how long a running job nobody updates is taken over and
+    # resumed from its checkpoint (its API process died).
+    rescan_state_dir: Path = Path("var/rescan")
+    rescan_executor: str = Field("local", pattern="^(local|dask)$")
+    rescan_processes: int = Field(1, ge=1, le=64)
+    rescan_scheduler: str | None = None
+    rescan_stale_after_s: float = Field(30.0, gt=0)
 
     @property
     def max_upload_bytes(self) -> int:

@@ -48,7 +48,27 @@ ENDPOINTS = {
     "grant": ({"admin"}, lambda x, c: ("PUT", f"/api/v1/users/{x['someone']}/grants/{c}", {"json": {"role": "viewer"}})),
     "create key": ({"admin"}, lambda x, c: ("POST", "/api/v1/keys",
                                             {"json": {"name": "w", "role": "worker", "compounds": [c]}})),
+    # re-scans (issue 10): this app has no site file, so an allowed start is 409; the job is done, so an
+    # allowed cancel is 409 too
+    "start rescan": (MANAGERS, lambda x, c: ("POST", "/api/v1/rescans",
+                                             {"json": {"source": f"s3://nvr-exports/{c}", "compound_id": c}})),
+    "list rescans": (READERS, lambda x, c: ("GET", "/api/v1/rescans", {"params": {"compound_id": c}})),
+    "read rescan": (READERS, lambda x, c: ("GET", f"/api/v1/rescans/{x[c]['rescan']}", {})),
+    "rescan report": (READERS, lambda x, c: ("GET", f"/api/v1/rescans/{x[c]['rescan']}/report", {})),
+    "cancel rescan": (MANAGERS, lambda x, c: ("POST", f"/api/v1/rescans/{x[c]['rescan']}/cancel", {})),
 }
+
+
+def _finished_rescan(app, compound: str) -> int:
+    """A finished re-scan job of ``compound`` with a report, written as the runner leaves one."""
+    from service.models import RescanJob, utcnow
+    with app.state.sessions() as session:
+        row = RescanJob(compound_id=compound, source=f"s3://nvr-exports/{compound}", mode="sampled", status="done",
+                        created_by="key:setup", created_by_name="setup", created_at=utcnow(), finished_at=utcnow(),
+                        report={"version": 1, "violations": [], "bad_files": []})
+        session.add(row)
+        session.commit()
+        return row.id
 
 
 @pytest.fixture
@@ -68,7 +88,8 @@ def world(app, client, make_key, make_event, evidence_bytes):
         inspected = reinspect(client, setup_admin, case_id, evidence_bytes["crop"], rule_active=True)
         assert inspected.status_code == 201, inspected.text
         ctx[compound] = {"read": ids[0], "queue": ids[1], "case": case_id,
-                         "after_url": inspected.json()["inspections"][0]["after_url"], "camera": camera}
+                         "after_url": inspected.json()["inspections"][0]["after_url"], "camera": camera,
+                         "rescan": _finished_rescan(app, compound)}
     callers = {role: make_user(app, client, role, {"c1": role}) for role in ROLES if role != "worker"}
     callers["worker"] = make_key("worker", ["c1"])
     with app.state.sessions() as session:

@@ -7,6 +7,10 @@ filtered by ``compound_id`` and ``rule`` when given. An event is ``event: violat
 ``Last-Event-ID`` first gets the alerts it missed (the last 200 are kept). FastAPI's own SSE response
 adds a keep-alive comment every 15 s so proxies do not cut an idle feed.
 
+Re-scan jobs of the caller's compounds (readers of ``rescans.read``) come as ``event: rescan`` with the
+job's progress (:func:`publish_rescan`): at each change of state and each finished file (kept for
+``Last-Event-ID``) and about once a second while a file is scanned (not kept).
+
 The feed lives in the API process: with several API processes each feed sees the violations posted to
 its own process (integrations use MQTT).
 """
@@ -40,6 +44,19 @@ def publish_violation(request: Request, violation: ViolationPublic) -> Violation
     return violation
 
 
+def publish_rescan(app: FastAPI, progress: dict, replay: bool = True) -> None:
+    """Send a re-scan job's progress (a JSON-able dict with ``compound_id``) to the open feeds as
+    ``event: rescan``; ``replay=False`` for the frequent in-file updates."""
+    alert_hub(app).publish({"feed_event": "rescan", "compound_id": progress["compound_id"], "data": progress},
+                           replay=replay)
+
+
+def _event(seq: int, alert: dict) -> ServerSentEvent:
+    if alert.get("feed_event") == "rescan":
+        return ServerSentEvent(event="rescan", id=str(seq), data=alert["data"])
+    return ServerSentEvent(event="violation", id=str(seq), data=alert)
+
+
 def principal_from_headers(request: Request) -> Principal:
     """The caller from ``Authorization: Bearer`` or ``X-API-Key`` with a session of its own, closed before
     a long stream starts: a session held open for an hour-long stream would pin a database connection
@@ -65,11 +82,15 @@ def feed_reader(request: Request, compound_id: Identifier | None = None) -> Prin
 async def alerts(request: Request, principal: Annotated[Principal, Depends(feed_reader)],
                  compound_id: Identifier | None = None, rule: str | None = None,
                  last_event_id: str | None = Header(None)) -> AsyncIterator[ServerSentEvent]:
-    """New violations in the caller's compounds as they arrive (``event: violation``), starting with a
-    ``hello`` event carrying the current sequence number."""
+    """New violations in the caller's compounds as they arrive (``event: violation``) and re-scan
+    progress (``event: rescan``), starting with a ``hello`` event carrying the current sequence number."""
     readable = principal.compounds_for("events.read")
+    rescans = principal.compounds_for("rescans.read")
 
     def accept(alert: dict) -> bool:
+        if alert.get("feed_event") == "rescan":
+            return ((rescans is None or alert.get("compound_id") in rescans)
+                    and (compound_id is None or alert.get("compound_id") == compound_id))
         return ((readable is None or alert.get("compound_id") in readable)
                 and (compound_id is None or alert.get("compound_id") == compound_id)
                 and (rule is None or alert.get("rule") == rule))
@@ -82,11 +103,11 @@ async def alerts(request: Request, principal: Annotated[Principal, Depends(feed_
         if last_event_id and last_event_id.isdigit():
             for seq, alert in hub.since(int(last_event_id), accept):
                 sent = seq
-                yield ServerSentEvent(event="violation", id=str(seq), data=alert)
+                yield _event(seq, alert)
         while True:
             seq, alert = await subscriber.queue.get()
             if seq > sent:  # an alert both replayed and queued is sent once
                 sent = seq
-                yield ServerSentEvent(event="violation", id=str(seq), data=alert)
+                yield _event(seq, alert)
     finally:
         hub.unsubscribe(subscriber)
