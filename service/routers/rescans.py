@@ -83,26 +83,26 @@ def start_rescan(body: RescanCreate, principal: CurrentPrincipal, session: Sessi
     compound_id = body.compound_id
     if compound_id is None:
         if site is None or len(site.compounds) != 1:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "compound_id is needed: the site file "
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "compound_id is needed: the site file "
                                 "has several compounds" if site is not None else "compound_id is needed")
         compound_id = site.compounds[0].id
     principal.require("rescans.run", compound_id)
     try:
         bucket, prefix = parse_s3_source(body.source)
     except SourceRefused as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
     if site is None:
         raise HTTPException(status.HTTP_409_CONFLICT, "the service has no site file (COMPOUNDEYE_SITE_CONFIG): "
                             "re-scans need its cameras, zones and rules")
     if not any(c.id == compound_id for c in site.compounds):
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"compound {compound_id!r} is not in the site file")
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"compound {compound_id!r} is not in the site file")
     try:
         exists = s3_footage(settings).client.bucket_exists(bucket)
     except Exception as exc:  # minio raises S3Error, urllib3 and OSError kinds: all mean "S3 not usable"
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
                             f"the S3 server {settings.s3_endpoint} cannot be reached: {exc}") from exc
     if not exists:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                             f"no bucket {bucket!r} on the service's S3 server {settings.s3_endpoint}")
     row = RescanJob(compound_id=compound_id, source=f"s3://{bucket}/{prefix}", mode=body.mode, fps=body.fps,
                     fresh=body.fresh, status="queued", created_by=principal.actor, created_by_name=principal.name,
