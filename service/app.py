@@ -20,30 +20,12 @@ from service.routers import events, evidence, feed, health, reviews
 from service.routers import camera_health, leases, rescans
 from service.routers.workflow import ROUTERS as workflow_routers
 from service import pages
+from service.security import install_security
 from service.settings import Settings
 from service.storage import store_from_url
 from vision.config import load_site_config
 
 log = logging.getLogger(__name__)
-FORM_OVERHEAD_BYTES = 1024 * 1024  # room for the event JSON and multipart framing above max_upload_mb
-
-
-class BodySizeLimit:
-    """Refuse a request whose Content-Length is over ``max_bytes`` with 413 before reading its body.
-    (Bodies without a Content-Length are spooled to disk by the form parser and checked after.)"""
-
-    def __init__(self, app, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "http":
-            length = dict(scope["headers"]).get(b"content-length", b"")
-            if length.isdigit() and int(length) > self.max_bytes:
-                response = JSONResponse({"detail": f"request body is {int(length)} bytes, the limit is "
-                                                   f"{self.max_bytes} bytes (max_upload_mb)"}, status_code=413)
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
 
 
 def _error(status_code: int, detail, exc: Exception | None = None) -> JSONResponse:
@@ -98,7 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.live_hub = LiveHub()
     app.state.login_throttle = LoginThrottle(settings.login_limit_per_user, settings.login_limit_per_address,
                                              settings.rate_limit_storage)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES)
+    install_security(app, settings)  # body limits, CORS when origins are listed, security headers
     install_error_handlers(app)
     app.include_router(health.router)
     for router in (events.router, evidence.router, reviews.router, *workflow_routers, feed.router):

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -23,6 +25,9 @@ class Settings(BaseSettings):
         migrate_on_startup: run Alembic migrations to head when the app is created.
         token_ttl_minutes: lifetime of a user's login token (``POST /api/v1/auth/token``).
         scoring_config: the scoring table YAML (default ``configs/scoring.yaml``).
+        cors_origins: origins other sites' pages may call the API from (``COMPOUNDEYE_CORS_ORIGINS``,
+            comma-separated ``https://host[:port]``); empty (the default) sends no CORS headers at all.
+        max_request_kb: the largest request body that is not a multipart upload (JSON, login form).
     """
 
     model_config = SettingsConfigDict(env_prefix="COMPOUNDEYE_", extra="ignore")
@@ -55,6 +60,22 @@ class Settings(BaseSettings):
     rate_limit_storage: str = "memory://"
     token_ttl_minutes: int = Field(480, gt=0, le=60 * 24 * 30)  # how long a login token lives (one shift)
     scoring_config: Path | None = None  # the scoring table; default configs/scoring.yaml of the repository
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    max_request_kb: int = Field(1024, gt=0)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value):
+        """``"https://a, https://b"`` from the environment; each must be a bare http(s) origin."""
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        origins = tuple(value)
+        for origin in origins:
+            scheme, _, rest = origin.partition("://")
+            if scheme not in ("http", "https") or not rest or "/" in rest or "*" in rest:
+                raise ValueError(f"CORS origin {origin!r} must be scheme://host[:port] (http or https, "
+                                 "no path, no wildcard)")
+        return origins
     # Re-scans started through the API (issue 10; site and model from site_config): their checkpoint and
     # evidence folders, the executor ("local" process pool or "dask", with rescan_scheduler or a
     # LocalCluster), its processes, and after how long a running job nobody updates is taken over and

@@ -94,9 +94,9 @@ def test_wall_alert_review_case_and_scorecard(wall_server, tmp_path):
             item.locator("a.review-link").click()
             page.wait_for_url(f"**/review?id={violation['id']}")
             expect(page.locator("#viewer")).to_have_attribute("data-id", violation["id"], timeout=15_000)
-            page.wait_for_function("document.getElementById('clip').readyState >= 2", timeout=15_000)
+            page.wait_for_function("() => document.getElementById('clip').readyState >= 2", timeout=15_000)
             page.keyboard.press("Space")
-            page.wait_for_function("document.getElementById('clip').currentTime > 0.5", timeout=15_000)
+            page.wait_for_function("() => document.getElementById('clip').currentTime > 0.5", timeout=15_000)
             page.keyboard.press("Space")  # pause, so the screenshot shows the box on a still frame
             expect(page.locator("#overlay")).to_have_attribute("data-boxes", "1", timeout=5_000)
             page.keyboard.press("+")
@@ -121,7 +121,7 @@ def test_wall_alert_review_case_and_scorecard(wall_server, tmp_path):
             page.goto(f"{server.url}/scorecard?compound={COMPOUND}&period={month}")
             expect(fire_lane_count).to_have_text("1", timeout=15_000)
             assert float(page.locator("#breakdown").get_attribute("data-score")) == score_before - 1
-            page.wait_for_function("document.getElementById('trend').complete && document.getElementById('trend').naturalWidth > 0")
+            page.wait_for_function("() => document.getElementById('trend').complete && document.getElementById('trend').naturalWidth > 0")
             screenshot(page, tmp_path, "scorecard")
             assert not errors, errors
         finally:

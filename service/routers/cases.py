@@ -15,6 +15,7 @@ from service import cases
 from service.auth import Principal
 from service.deps import CurrentPrincipal, SessionDep, StoreDep
 from service.errors import InvalidEvent
+from service.ingest import declared_type_problem
 from service.models import CASE_STATES, Case, Violation, utcnow
 from service.schemas import Identifier
 
@@ -191,7 +192,8 @@ def reopen_case(case_id: int, principal: CurrentPrincipal, session: SessionDep, 
 
 
 @router.post("/{case_id}/reinspect", response_model=CasePublic, status_code=status.HTTP_201_CREATED,
-             responses={**MOVE_ERRORS, 422: {"description": "invalid report or snapshot"}})
+             responses={**MOVE_ERRORS, 415: {"description": "snapshot declared as another type than image/jpeg"},
+                        422: {"description": "invalid report or snapshot"}})
 def reinspect_case(
     case_id: int, principal: CurrentPrincipal, session: SessionDep, store: StoreDep, request: Request,
     report: Annotated[str, Form(description='JSON: {"frame_time": ISO 8601, "rule_active": bool}')],
@@ -204,6 +206,8 @@ def reinspect_case(
         parsed = ReinspectionReport.model_validate(json.loads(report))
     except (ValueError, ValidationError) as exc:
         raise InvalidEvent(f"invalid re-inspection report: {exc}") from None
+    if problem := declared_type_problem("snapshot", snapshot.content_type):
+        raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, problem)
     data = snapshot.file.read(cases.MAX_SNAPSHOT_BYTES + 1)
     cases.reinspect(session, store, case, principal, parsed.frame_time, parsed.rule_active, data)
     return case_public(session, case, request)

@@ -4,11 +4,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile, status
+from fastapi import APIRouter, File, Form, HTTPException, Query, Request, Response, UploadFile, status
 from sqlalchemy import func, select
 
 from service.deps import CurrentKey, SessionDep, SettingsDep, StoreDep, WorkerKey
-from service.ingest import check_uploads, parse_event, store_event
+from service.ingest import check_uploads, declared_type_problem, parse_event, store_event
 from service.models import Violation
 from service.routers.common import load_violation, violation_public
 from service.routers.feed import publish_violation
@@ -24,6 +24,7 @@ ERRORS = {401: {"description": "missing, unknown or revoked API key or token"},
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ViolationPublic,
              responses={**ERRORS, 200: {"model": ViolationPublic, "description": "already stored; nothing new written"},
                         413: {"description": "evidence larger than max_upload_mb"},
+                        415: {"description": "a file declared as another type than its kind's"},
                         422: {"description": "invalid event or evidence; nothing stored"}})
 def post_event(
     key: WorkerKey, session: SessionDep, store: StoreDep, settings: SettingsDep, request: Request, response: Response,
@@ -36,8 +37,11 @@ def post_event(
     """Store one violation and its evidence: 201 when new, 200 with the stored row when the id exists."""
     violation_in = parse_event(event)
     key.require("events.post", violation_in.compound_id)
-    files = {"snapshot": snapshot.file, "clip": clip.file, "sidecar": sidecar.file,
-             "crop": crop.file if crop is not None else None}
+    parts = {"snapshot": snapshot, "clip": clip, "sidecar": sidecar, "crop": crop}
+    for kind, part in parts.items():
+        if part is not None and (problem := declared_type_problem(kind, part.content_type)):
+            raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, problem)
+    files = {kind: part.file if part is not None else None for kind, part in parts.items()}
     uploads = check_uploads(violation_in, files, settings.max_upload_bytes)
     violation, created = store_event(session, store, violation_in, uploads)
     if not created:
