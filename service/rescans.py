@@ -333,12 +333,18 @@ class RescanRunner:
         thread = threading.Thread(target=work, name=f"rescan-job-{rescan_id}", daemon=True)
         thread.start()
         try:
-            self._write_progress(rescan_id, job, posting, replay=True)
-            while thread.is_alive():
-                file_done = self._tick.wait(self.flush_s)
+            replay = True  # the first message (running) is kept for reconnecting feeds
+            while True:
+                try:
+                    if self._write_progress(rescan_id, job, posting, replay=replay):
+                        job.cancel()
+                except Exception:  # the database is away for a moment: the job goes on, the next tick retries
+                    log.exception("re-scan job %s: cannot write its progress", rescan_id)
+                replay = False
+                if not thread.is_alive():
+                    break
+                self._tick.wait(self.flush_s)  # set when a file finishes: publish that at once
                 self._tick.clear()
-                if self._write_progress(rescan_id, job, posting, replay=file_done):
-                    job.cancel()
             thread.join()
         finally:
             with self._lock:

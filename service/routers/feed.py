@@ -8,8 +8,8 @@ filtered by ``compound_id`` and ``rule`` when given. An event is ``event: violat
 adds a keep-alive comment every 15 s so proxies do not cut an idle feed.
 
 Re-scan jobs of the caller's compounds (readers of ``rescans.read``) come as ``event: rescan`` with the
-job's progress (:func:`publish_rescan`): at each change of state and each finished file (kept for
-``Last-Event-ID``) and about once a second while a file is scanned (not kept).
+job's progress (:func:`publish_rescan`): at each change of state (kept for ``Last-Event-ID``), and at
+each finished file and about once a second while it runs (not kept: they would push the alerts out).
 
 The feed lives in the API process: with several API processes each feed sees the violations posted to
 its own process (integrations use MQTT).
