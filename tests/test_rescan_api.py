@@ -4,7 +4,6 @@ after the API process went away, refused for other sources and roles — on SQLi
 from __future__ import annotations
 
 import io
-import os
 import socket
 import subprocess
 import time
