@@ -184,6 +184,33 @@ def test_classes_taken_from_an_extra_model_are_limited(tmp_path):
 
 
 @needs_teacher
+def test_a_camera_runs_only_the_models_its_rules_need(tmp_path):
+    from vision.worker import CameraPipeline
+
+    path = _site(tmp_path, f"extra_models:\n  - model: {TEACHER}\n    card: {TEACHER_CARD}\n"
+                           "    classes: [person, two_wheeler]\n")
+    raw = yaml.safe_load(path.read_text())
+    cams = raw["compounds"][0]["cameras"]
+    cams[0]["zones"] = [{"id": "lane", "kind": "fire_lane", "rules": ["fire_lane"],
+                         "polygon": [[0.1, 0.1], [0.9, 0.1], [0.9, 0.9]]}]
+    cams.append({"id": "lift", "source": "clip.mp4",
+                 "zones": [{"id": "car", "kind": "elevator", "rules": ["ebike_indoor"],
+                            "polygon": [[0.1, 0.1], [0.9, 0.1], [0.9, 0.9]]}]})
+    path.write_text(yaml.safe_dump(raw))
+    site = load_site_config(path)
+    detector = build_detector(site, path)
+    (c, gate), (_, lift) = site.cameras()
+    gate_pipe = CameraPipeline(site, c, gate, detector, tmp_path)
+    lift_pipe = CameraPipeline(site, c, lift, detector, tmp_path)
+    assert gate_pipe.detector.model_version == "car-v1"                  # no teacher for the fire lane
+    assert lift_pipe.detector.model_version == "yolox-nano-coco"         # no car model in the lift
+    assert lift_pipe.detector.class_names == detector.class_names        # one class numbering for all
+    assert {r.model_version for r in lift_pipe.rules} == {"yolox-nano-coco"}
+    image = cv2.imread(str(PARKING_IMAGE))
+    assert set(gate_pipe.detector.detect(image).names()) <= {"car"}
+
+
+@needs_teacher
 def test_bench_detector_times_the_teacher_beside_our_model():
     from vision.bench import bench_detector
 

@@ -465,6 +465,20 @@ class MultiDetector:
     def model_version(self) -> str:
         return "+".join(d.model_version for d in self.detectors)
 
+    def for_classes(self, needed) -> "MultiDetector":
+        """The models that contribute at least one of ``needed`` (project class names), with the same
+        class mapping and ``class_names`` — so a fire-lane camera does not pay for the garbage model.
+        ``self`` when every model is needed or none contributes (then nothing is left out)."""
+        wanted = set(needed)
+        chosen = [k for k, m in enumerate(self._maps) if any(self.class_names[i] in wanted for i in m if i >= 0)]
+        if not chosen or len(chosen) == len(self.detectors):
+            return self
+        sub = object.__new__(MultiDetector)
+        sub.detectors = tuple(self.detectors[k] for k in chosen)
+        sub._maps = [self._maps[k] for k in chosen]
+        sub.iou, sub.class_names = self.iou, self.class_names
+        return sub
+
     def merge(self, per_model: Sequence[Detections]) -> Detections:
         """Map each model's detections onto ``class_names`` and merge them (class-aware NMS)."""
         xyxy, conf, cls = [], [], []
@@ -501,6 +515,7 @@ def build_detector(site, site_path: str | os.PathLike) -> "OnnxDetector | MultiD
     """
     from vision.config import resolve_path
 
+    site_path = Path(site_path)
     cfg = site.detector
     main = OnnxDetector(str(resolve_path(site_path, cfg.model)), confidence=cfg.confidence, iou=cfg.iou,
                         threads=cfg.threads)

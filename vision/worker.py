@@ -69,9 +69,16 @@ class CameraPipeline:
     def __init__(self, site: SiteConfig, compound: Compound, camera: Camera, detector: OnnxDetector,
                  work_dir: Path, source_kind: str = "live"):
         self.site, self.compound, self.camera = site, compound, camera
+        self.rules = build_rules(site, compound, camera, detector.model_version)
+        if hasattr(detector, "for_classes"):
+            # several models: run on this camera only those that see a class its rules look at
+            needed = {c for r in self.rules for c in (*r.params.classes, *getattr(r.params, "person_classes", ()))}
+            subset = detector.for_classes(needed)
+            if subset is not detector:
+                detector = subset
+                self.rules = build_rules(site, compound, camera, detector.model_version)
         self.detector = detector
         self.tracker = Tracker(frame_rate=camera.sample_fps)
-        self.rules = build_rules(site, compound, camera, detector.model_version)
         self.zones: dict[str, Zone] = {z.id: z for z in camera.zones}
         ev = site.evidence
         # The ring must hold the dwell plus the pre-roll, so the clip shows the object arriving.
