@@ -40,7 +40,8 @@ def signature(secret: bytes, violation_id: str, kind: str, expires: int) -> str:
 def check(secret: bytes, violation_id: str, kind: str, expires: int, sig: str, now: float | None = None) -> str | None:
     """None when ``sig`` is the signature of these values and ``expires`` (Unix seconds) has not passed;
     otherwise the reason ("expired" or "bad signature")."""
-    if not hmac.compare_digest(signature(secret, violation_id, kind, expires), sig or ""):
+    # bytes, not str: compare_digest refuses a str with non-ASCII characters (a forged sig can have them)
+    if not hmac.compare_digest(signature(secret, violation_id, kind, expires).encode(), (sig or "").encode()):
         return "bad signature"
     if (time.time() if now is None else now) > expires:
         return "expired"

@@ -49,7 +49,7 @@ def parse_event(raw: str | bytes) -> ViolationCreate:
     try:
         return ViolationCreate.model_validate_json(raw)
     except ValidationError as exc:
-        errors = json.loads(exc.json(include_url=False))
+        errors = json.loads(exc.json(include_url=False), parse_constant=str)  # Infinity/NaN stay strings
         for error in errors:
             error["loc"] = ["body", "event", *error.get("loc", [])]
         raise InvalidEvent(errors) from exc

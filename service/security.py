@@ -18,13 +18,21 @@ Three pure-ASGI pieces, installed by :func:`install_security` from ``create_app`
   snapshots) up to ``max_upload_mb`` plus room for the form, every other body (JSON, the login form) up
   to ``max_request_kb``. A declared ``Content-Length`` is refused before a byte is read; a body sent
   without one (chunked) is counted as it arrives and refused when it passes the limit.
+- A validation error can echo a body's ``Infinity``/``NaN`` (FastAPI's own handler fails on them).
+- An integer the schema allows but the database cannot hold (a case id of 2**31 on PostgreSQL, an
+  offset of 2**63) is 422, not 500.
 """
 from __future__ import annotations
 
+import math
 import urllib.parse
 
 from fastapi import FastAPI, HTTPException
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from psycopg.errors import NumericValueOutOfRange
+from sqlalchemy.exc import DataError
 from starlette.middleware.cors import CORSMiddleware
 
 from service.settings import Settings
@@ -158,9 +166,39 @@ class BodyLimit:
             await JSONResponse({"detail": exc.detail}, status_code=413)(scope, receive, send)
 
 
+async def _number_out_of_range(_request, exc: Exception) -> JSONResponse:
+    """422 for an integer id or offset the schema allows but the database cannot hold: SQLite's driver
+    raises OverflowError above 2**63 - 1, PostgreSQL ``integer out of range`` above 2**31 - 1 for an
+    INTEGER key. Any other database error stays a 500."""
+    if isinstance(exc, DataError) and not isinstance(exc.orig, NumericValueOutOfRange):
+        raise exc
+    return JSONResponse({"detail": "a number in the request is out of range for this field"}, status_code=422)
+
+
+def json_safe(value):
+    """``value`` with every non-finite float (a body's ``Infinity`` or ``NaN``) as its string: JSON cannot
+    carry them, so echoing such an input back in an error would fail with a 500."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    return value
+
+
+async def _validation_failed(_request, exc: RequestValidationError) -> JSONResponse:
+    # FastAPI's own handler, but able to echo an input of Infinity or NaN
+    return JSONResponse({"detail": jsonable_encoder(json_safe(exc.errors()))}, status_code=422)
+
+
 def install_security(app: FastAPI, settings: Settings) -> None:
     """Add body limits, CORS (only with ``settings.cors_origins``) and the security headers to ``app``
-    (the headers outermost, so every response — a 413, a CORS preflight — carries them)."""
+    (the headers outermost, so every response — a 413, a CORS preflight — carries them), and answer a
+    number too large for the database with 422 instead of 500."""
+    app.add_exception_handler(RequestValidationError, _validation_failed)
+    app.add_exception_handler(OverflowError, _number_out_of_range)
+    app.add_exception_handler(DataError, _number_out_of_range)
     app.add_middleware(BodyLimit, multipart_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES,
                        other_bytes=settings.max_request_kb * 1024)
     if settings.cors_origins:

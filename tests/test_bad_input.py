@@ -342,3 +342,57 @@ def test_sidecar_that_is_not_utf8_is_422(client, worker, make_event, nothing_sto
     _replace(post, "sidecar", b'{"frames": "\xff\xfe"}')
     _refused(post.post(client, worker), 422, "sidecar")
     nothing_stored()
+
+
+# --- what the schema fuzzer (tests/test_schema_fuzz.py) found: each was a 500 ---------------------------
+
+@pytest.mark.parametrize("path", ["/api/v1/cases/9223372036854775808", "/api/v1/events?offset=9223372036854775808",
+                                  "/api/v1/cases/99999999999999999999/inspections/1/after",
+                                  "/api/v1/users/9223372036854775808/grants/c1"])
+def test_integer_out_of_the_databases_range_is_422(client, admin, path):
+    method = client.delete if "/grants/" in path else client.get
+    _refused(method(path, headers=admin), 422, "out of range")
+
+
+def test_integer_beyond_postgresqls_integer_is_not_a_500(client, admin, database_url):
+    """2**31 fits SQLite's INTEGER (no such case: 404) but not PostgreSQL's (422)."""
+    response = client.get("/api/v1/cases/2147483648", headers=admin)
+    assert response.status_code == (422 if database_url.startswith("postgresql") else 404), response.text
+
+
+def test_signed_link_with_a_non_ascii_signature_is_refused(client, admin, make_event):
+    post = make_event()
+    assert post.post(client, admin).status_code == 201
+    response = client.get(f"/api/v1/events/{post.id}/evidence/clip/signed",
+                          params={"expires": 4_000_000_000, "sig": "Ā" * 43})
+    assert response.status_code == 403, response.text
+
+
+@pytest.mark.parametrize("compound_id", ["Ā", "c1\x08", "c1\r\nX-Injected: 1"])
+@pytest.mark.parametrize("fmt", ["csv", "xlsx"])
+def test_ledger_of_a_compound_id_that_is_not_an_id_is_422(client, admin, compound_id, fmt):
+    from urllib.parse import quote
+    response = client.get(f"/api/v1/compounds/{quote(compound_id, safe='')}/ledger.{fmt}", headers=admin)
+    assert response.status_code == 422, response.text
+    assert "x-injected" not in response.headers
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_json_with_nan_or_infinity_is_422(client, admin, worker, make_event, nothing_stored, constant):
+    bulk = client.post("/api/v1/reviews/bulk", content=f'{{"verdict": "confirm", "violation_ids": [{constant}]}}',
+                       headers={**admin, "Content-Type": "application/json"})
+    _refused(bulk, 422, "violation_ids")
+    post = make_event()
+    post.raw_event = json.dumps(post.event).replace('"confidence": 0.87', f'"confidence": {constant}')
+    assert constant in post.raw_event
+    _refused(post.post(client, worker), 422, "confidence")
+    nothing_stored()
+
+
+def test_camera_health_with_an_infinite_time_is_422(client, make_key, nothing_stored):
+    body = ('{"id": "' + "a" * 32 + '", "compound_id": "c1", "camera_id": "cam1", "kind": "offline", '
+            '"state": "started", "onset_s": Infinity, "time_s": 1e308}')
+    response = client.post("/api/v1/camera-health", content=body.encode(),
+                           headers={**make_key("worker"), "Content-Type": "application/json"})
+    _refused(response, 422, "onset_s")
+    nothing_stored()

@@ -88,7 +88,8 @@ def test_docs_get_their_own_policy(client):
 
 
 def test_policy_lets_browsers_load_presigned_s3_evidence():
-    s3 = Settings(storage_url="s3://evidence/x", s3_endpoint="127.0.0.1:8333", s3_public_endpoint="https://s3.example.com")
+    s3 = Settings(storage_url="s3://evidence/x", s3_endpoint="127.0.0.1:8333",
+                  s3_public_endpoint="https://s3.example.com")
     policy = content_security_policy(s3)
     assert "media-src 'self' blob: https://s3.example.com" in policy
     assert "img-src 'self' blob: data: https://s3.example.com" in policy

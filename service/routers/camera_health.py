@@ -27,8 +27,8 @@ class HealthEventCreate(BaseModel):
     camera_id: Identifier
     kind: HealthKind
     state: Literal["started", "ended"]
-    onset_s: float = Field(gt=0)
-    time_s: float = Field(gt=0)
+    onset_s: float = Field(gt=0, lt=1e11)  # epoch seconds: finite, before the year 5000
+    time_s: float = Field(gt=0, lt=1e11)
     detail: str = Field("", max_length=2000)
 
     @model_validator(mode="after")

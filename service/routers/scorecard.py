@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 from sqlalchemy.orm import Session
 
 from service import scorecard
@@ -15,6 +15,8 @@ ERRORS = {401: {"description": "missing, unknown or revoked API key or token"},
           403: {"description": "a worker key cannot read scorecards"},
           404: {"description": "the compound is foreign to the caller"},
           422: {"description": "invalid period"}}
+# the site configuration's id pattern: also keeps the id safe in the ledger's Content-Disposition file name
+CompoundPath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 PeriodQuery = Annotated[str | None, Query(description="YYYY-MM (default: this month), YYYY-Www, YYYY-MM-DD or YYYY, "
                                                       "in the site's time zone")]
 
@@ -31,7 +33,7 @@ def _card(session: Session, table, compound_id: str, period: str | None) -> dict
 
 
 @router.get("/scorecard", responses=ERRORS)
-def get_scorecard(compound_id: str, principal: CurrentPrincipal, session: SessionDep, settings: SettingsDep,
+def get_scorecard(compound_id: CompoundPath, principal: CurrentPrincipal, session: SessionDep, settings: SettingsDep,
                   period: PeriodQuery = None) -> dict:
     """Points, deductions and score per section and item, with the violations and cases counted."""
     principal.require("scorecard.read", compound_id)
@@ -40,7 +42,7 @@ def get_scorecard(compound_id: str, principal: CurrentPrincipal, session: Sessio
 
 @router.get("/ledger.{fmt}", responses={**ERRORS, 200: {"content": {"text/csv": {}, "application/vnd.openxmlformats-"
                                                                      "officedocument.spreadsheetml.sheet": {}}}})
-def get_ledger(compound_id: str, fmt: Literal["csv", "xlsx"], principal: CurrentPrincipal, session: SessionDep,
+def get_ledger(compound_id: CompoundPath, fmt: Literal["csv", "xlsx"], principal: CurrentPrincipal, session: SessionDep,
                settings: SettingsDep, period: PeriodQuery = None) -> Response:
     """The ledger of the period's reviewed violations with cases and points, as CSV or XLSX."""
     principal.require("scorecard.read", compound_id)
@@ -56,7 +58,7 @@ def get_ledger(compound_id: str, fmt: Literal["csv", "xlsx"], principal: Current
 
 
 @router.get("/trend.{fmt}", responses={**ERRORS, 200: {"content": {"image/svg+xml": {}, "image/png": {}}}})
-def get_trend(compound_id: str, fmt: Literal["svg", "png"], principal: CurrentPrincipal, session: SessionDep,
+def get_trend(compound_id: CompoundPath, fmt: Literal["svg", "png"], principal: CurrentPrincipal, session: SessionDep,
               settings: SettingsDep, months: Annotated[int, Query(ge=1, le=36)] = 6,
               until: Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}$", description="last month, YYYY-MM")] = None,
               ) -> Response:
