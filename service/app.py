@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError, TimeoutError as PoolTimeout
 
 from service.catalog import register_site
 from service.login_throttle import LoginThrottle
@@ -18,6 +19,7 @@ from service.errors import AlreadyReviewed, Conflict, IntegrityFailed, InvalidEv
 from service.live import LiveHub
 from service.routers import events, evidence, feed, health, reviews
 from service.routers import camera_health, leases, rescans
+from service.routers import reports as reports_router
 from service.routers.workflow import ROUTERS as workflow_routers
 from service import pages
 from service.security import install_security
@@ -26,6 +28,7 @@ from service.storage import store_from_url
 from vision.config import load_site_config
 
 log = logging.getLogger(__name__)
+DATABASE_RETRY_AFTER_S = 2
 
 
 def _error(status_code: int, detail, exc: Exception | None = None) -> JSONResponse:
@@ -36,7 +39,8 @@ def _error(status_code: int, detail, exc: Exception | None = None) -> JSONRespon
 
 def install_error_handlers(app: FastAPI) -> None:
     """Map the project's errors to HTTP: 422 invalid event, 413 too large, 409 already reviewed,
-    500 integrity failed or evidence missing, 503 evidence store unavailable."""
+    500 integrity failed or evidence missing, 503 evidence store unavailable, 503 database unreachable
+    (SQLAlchemy's OperationalError / InterfaceError / pool timeout, with ``Retry-After``)."""
     handlers = {
         InvalidEvent: lambda exc: _error(422, exc.detail),
         UploadTooLarge: lambda exc: _error(413, str(exc)),
@@ -50,6 +54,17 @@ def install_error_handlers(app: FastAPI) -> None:
         async def handler(_request: Request, exc: Exception, make_response=make_response) -> JSONResponse:
             return make_response(exc)
         app.add_exception_handler(exc_class, handler)
+
+    async def database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+        # The database is down, restarting or out of connections: the request may be retried as it is
+        # (a worker's outbox does), so 503 with Retry-After rather than 500. The transaction was rolled
+        # back with the session, and ingest leaves no half-written violation (service/ingest.py).
+        log.warning("database unavailable: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        response = _error(503, "database unavailable; retry shortly")
+        response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_S)
+        return response
+    for exc_class in (OperationalError, InterfaceError, PoolTimeout):
+        app.add_exception_handler(exc_class, database_unavailable)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -88,5 +103,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(camera_health.router, prefix="/api/v1")
     app.include_router(leases.router, prefix="/api/v1")
     app.include_router(rescans.router, prefix="/api/v1")
+    app.include_router(reports_router.router, prefix="/api/v1")
     app.include_router(pages.router)
     return app

@@ -8,22 +8,36 @@ the same principal now; the routers check the role per compound.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from service.auth import Principal, principal_for, principal_for_token
 from service.settings import Settings
 from service.storage import ObjectStore
 
+log = logging.getLogger(__name__)
+
 
 def get_session(request: Request) -> Iterator[Session]:
-    """One session per request, closed (and rolled back if still open) afterwards."""
-    with request.app.state.sessions() as session:
+    """One session per request, closed (and rolled back if still open) afterwards.
+
+    Closing runs after the response has started; if the database went away meanwhile the ROLLBACK
+    fails, and that must not break a response already on its way (the connection is discarded and the
+    transaction is gone with it anyway)."""
+    session = request.app.state.sessions()
+    try:
         yield session
+    finally:
+        try:
+            session.close()
+        except DBAPIError as exc:
+            log.warning("closing a session on a lost database connection: %s", str(exc).splitlines()[0])
 
 
 def get_store(request: Request) -> ObjectStore:

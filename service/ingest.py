@@ -3,7 +3,8 @@
 Order matters: everything is validated before anything is written. Then the violation row is
 inserted (flushed, not committed) *before* the objects are written: the unique id acts as a claim,
 so a concurrent duplicate post waits on it and then finds the row, and never overwrites the
-winner's evidence. If writing an object or committing fails, the objects written are deleted.
+winner's evidence. If writing an object or flushing the evidence rows fails, the objects written are
+deleted; if the connection breaks during COMMIT itself they are kept (the row may be committed).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import av
 import cv2
 import numpy as np
 from pydantic import ValidationError
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from service.catalog import register_camera
@@ -198,7 +199,7 @@ def store_event(session: Session, store: ObjectStore, event: ViolationCreate,
                 raise IntegrityFailed(key, "the bytes stored differ from the bytes uploaded")
             violation.evidence.append(EvidenceObject(kind=upload.kind, key=key, sha256=sha256, size=size,
                                                      content_type=CONTENT_TYPES[upload.kind]))
-        session.commit()
+        session.flush()
     except BaseException:
         session.rollback()
         for key in written:
@@ -207,4 +208,24 @@ def store_event(session: Session, store: ObjectStore, event: ViolationCreate,
             except StorageError:
                 log.exception("could not delete evidence object %s after a failed insert", key)
         raise
+    try:
+        session.commit()
+    except DBAPIError as exc:
+        # The connection broke during COMMIT (the database stopped): the row may or may not have been
+        # committed. Deleting the objects could leave a stored row without its evidence, so they stay;
+        # the worker retries the same post, which then finds the row (200) or writes the same keys again.
+        _rollback_quietly(session)
+        log.warning("commit of violation %s failed (%s); its evidence objects are kept for the retry",
+                    event.id, type(exc.orig or exc).__name__)
+        raise
+    except BaseException:
+        _rollback_quietly(session)
+        raise
     return violation, True
+
+
+def _rollback_quietly(session: Session) -> None:
+    try:
+        session.rollback()
+    except DBAPIError:
+        log.debug("rollback on a lost connection failed", exc_info=True)
