@@ -36,6 +36,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "cases.manage": frozenset({"supervisor", "admin"}),
     "cases.reinspect": frozenset({"worker", "supervisor", "admin"}),
     "scorecard.read": READERS,
+    "reports.read": READERS,  # monthly reports (issue 12): the scorecard's readers
     "feedback.export": frozenset({"supervisor", "admin"}),
     "audit.read": frozenset({"supervisor", "admin"}),
     "users.manage": frozenset({"admin"}),

@@ -34,6 +34,7 @@ app.command("rescan")(__import__("service.cli_rescan", fromlist=["rescan"]).resc
 bench_app.command("rescan")(__import__("service.cli_rescan", fromlist=["bench_rescan"]).bench_rescan)
 app.add_typer(__import__("service.cli_models", fromlist=["models_app"]).models_app)  # train, export, evaluate
 app.command("evaluate-rules")(__import__("service.cli_rules", fromlist=["evaluate_rules"]).evaluate_rules)
+app.add_typer(__import__("service.cli_reports", fromlist=["report_app"]).report_app, name="report")
 
 
 def _logging(verbose: bool) -> None:

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from sqlalchemy import select
+from sqlalchemy import case, distinct, func, select
 from sqlalchemy.orm import Session
 
 from service.models import Case, Review, User, Violation
@@ -131,40 +131,78 @@ def previous_months(last: str, count: int) -> list[str]:
     return names[::-1]
 
 
-def _confirmed(session: Session, compound_id: str, period: Period) -> list[Violation]:
-    return list(session.scalars(
-        select(Violation).where(Violation.compound_id == compound_id, Violation.review_state == "confirmed",
-                                Violation.start_time >= period.start, Violation.start_time < period.end)
-        .order_by(Violation.start_time, Violation.id)).all())
+def deduction_counts(session: Session, compound_ids: list[str], period: Period) -> dict[str, dict[str, int]]:
+    """Per compound, per rule: the deductions the period's confirmed violations count — distinct cases plus
+    confirmed violations without a case — in one SQL aggregate (``compound -> rule -> count``)."""
+    caseless = func.sum(case((Violation.case_id.is_(None), 1), else_=0))
+    rows = session.execute(
+        select(Violation.compound_id, Violation.rule, func.count(distinct(Violation.case_id)), caseless)
+        .where(Violation.compound_id.in_(compound_ids), Violation.review_state == "confirmed",
+               Violation.start_time >= period.start, Violation.start_time < period.end)
+        .group_by(Violation.compound_id, Violation.rule)).all()
+    counts: dict[str, dict[str, int]] = {c: {} for c in compound_ids}
+    for compound_id, rule, cases, without_case in rows:
+        counts[compound_id][rule] = int(cases or 0) + int(without_case or 0)
+    return counts
 
 
-def compute(session: Session, table: ScoringTable, compound_id: str, period_name: str) -> dict:
-    """The scorecard of ``compound_id`` for ``period_name``: total, score, and per section and item the
-    count, points deducted (capped at the section's points), and the violations and cases counted."""
-    period = parse_period(period_name, table.zone)
-    violations = _confirmed(session, compound_id, period)
+def violations_found(session: Session, compound_ids: list[str], period: Period) -> dict[str, int]:
+    """Per compound, the violations found in the period whatever their review state (0: no data)."""
+    rows = session.execute(
+        select(Violation.compound_id, func.count())
+        .where(Violation.compound_id.in_(compound_ids), Violation.start_time >= period.start,
+               Violation.start_time < period.end)
+        .group_by(Violation.compound_id)).all()
+    return {c: 0 for c in compound_ids} | {c: int(n) for c, n in rows}
+
+
+def card_from_counts(table: ScoringTable, compound_id: str, period: Period, counts: dict[str, int],
+                     found: int) -> dict:
+    """The scorecard from the deductions counted per rule (:func:`deduction_counts`): total, score, and
+    per section and item the count and points deducted (capped at the section's points). ``found`` is
+    the number of violations found in the period whatever their review state; with none, ``has_data`` is
+    false: the month is "no data" (reports and the trend say so) although ``score`` stays the full points
+    for API callers that read it as a number."""
     sections, total_points, total_deducted = [], 0.0, 0.0
     for section in table.sections:
         items, raw = [], 0.0
         for item in section.items:
-            matching = [v for v in violations if v.rule == item.rule]
-            counted = list(dict.fromkeys(f"case:{v.case_id}" if v.case_id else f"violation:{v.id}" for v in matching))
-            deducted = len(counted) * item.points_each
+            count = counts.get(item.rule, 0)
+            deducted = count * item.points_each
             raw += deducted
             items.append({"id": item.id, "name": item.name, "rule": item.rule, "unit": item.unit,
-                          "points_each": item.points_each, "count": len(counted), "deducted": deducted,
-                          "violation_ids": [v.id for v in matching],
-                          "case_ids": sorted({v.case_id for v in matching if v.case_id})})
+                          "points_each": item.points_each, "count": count, "deducted": deducted})
         deducted = min(raw, section.points)
         total_points += section.points
         total_deducted += deducted
         sections.append({"id": section.id, "name": section.name, "points": section.points,
                          "deducted_uncapped": raw, "deducted": deducted, "score": section.points - deducted,
                          "items": items})
+    has_data = found > 0
     return {"compound_id": compound_id, "period": period.name, "timezone": table.timezone,
             "start": period.start.isoformat(), "end": period.end.isoformat(),
-            "points": total_points, "deducted": total_deducted, "score": total_points - total_deducted,
-            "sections": sections}
+            "violations_found": found, "has_data": has_data,
+            "points": total_points, "deducted": total_deducted,
+            "score": total_points - total_deducted, "sections": sections}
+
+
+def compute(session: Session, table: ScoringTable, compound_id: str, period_name: str) -> dict:
+    """The scorecard of ``compound_id`` for ``period_name`` (:func:`card_from_counts`), with per item the
+    violations and cases counted."""
+    period = parse_period(period_name, table.zone)
+    card = card_from_counts(table, compound_id, period, deduction_counts(session, [compound_id], period)[compound_id],
+                            violations_found(session, [compound_id], period)[compound_id])
+    rows = session.execute(
+        select(Violation.id, Violation.rule, Violation.case_id)
+        .where(Violation.compound_id == compound_id, Violation.review_state == "confirmed",
+               Violation.start_time >= period.start, Violation.start_time < period.end)
+        .order_by(Violation.start_time, Violation.id)).all()
+    for section in card["sections"]:
+        for item in section["items"]:
+            matching = [r for r in rows if r.rule == item["rule"]]
+            item["violation_ids"] = [r.id for r in matching]
+            item["case_ids"] = sorted({r.case_id for r in matching if r.case_id})
+    return card
 
 
 LEDGER_COLUMNS = ("violation_id", "start_time_local", "compound_id", "camera_id", "zone_id", "rule", "item",
@@ -245,23 +283,36 @@ def ledger_xlsx(rows: list[dict], scorecard: dict) -> bytes:
     return out.getvalue()
 
 
-def trend_chart(points: list[tuple[str, float, float]], compound_id: str, fmt: Literal["svg", "png"]) -> bytes:
-    """A line chart of the score per period (``[(period, score, out_of)]``) as SVG or PNG bytes."""
+CJK_FONTS = ["Noto Sans CJK SC", "Noto Sans CJK JP", "DejaVu Sans"]  # fonts-noto-cjk from Debian; falls back
+
+
+def trend_chart(points: list[tuple[str, float | None, float]], compound_id: str, fmt: Literal["svg", "png"]) -> bytes:
+    """A line chart of the score per period (``[(period, score or None, out_of)]``) as SVG or PNG bytes.
+    A period without data (score None) is a gap in the line marked 无数据 / no data, never a full score."""
     import matplotlib
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(7, 3.2), dpi=100)
-    axes = figure.subplots()
-    names = [p[0] for p in points]
-    axes.plot(names, [p[1] for p in points], marker="o", color="#1f6feb")
-    out_of = max((p[2] for p in points), default=0)
-    axes.set_ylim(0, out_of or 1)
-    axes.axhline(out_of, color="#999999", linewidth=0.8, linestyle="--")
-    axes.set_title(f"{compound_id}: score per period (out of {out_of:g})")
-    axes.set_ylabel("score")
-    axes.grid(True, alpha=0.3)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format=fmt)
+    with matplotlib.rc_context({"font.family": CJK_FONTS, "svg.fonttype": "path"}):
+        figure = Figure(figsize=(7, 3.2), dpi=100)
+        axes = figure.subplots()
+        names = [p[0] for p in points]
+        scores = [float("nan") if p[1] is None else p[1] for p in points]
+        positions = list(range(len(points)))
+        axes.plot(positions, scores, marker="o", color="#1f6feb")
+        axes.set_xticks(positions, names)
+        axes.set_xlim(-0.5, len(points) - 0.5)
+        out_of = max((p[2] for p in points), default=0)
+        axes.set_ylim(0, out_of or 1)
+        axes.axhline(out_of, color="#999999", linewidth=0.8, linestyle="--")
+        for x, point in enumerate(points):
+            if point[1] is None:
+                axes.annotate("无数据\nno data", (x, (out_of or 1) / 2), ha="center", va="center", fontsize=8,
+                              color="#888888")
+        axes.set_title(f"{compound_id}: 得分 score per period (out of {out_of:g})")
+        axes.set_ylabel("score")
+        axes.grid(True, alpha=0.3)
+        figure.tight_layout()
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format=fmt)
     return buffer.getvalue()

@@ -42,6 +42,8 @@ ENDPOINTS = {
     "ledger csv": (READERS, lambda x, c: ("GET", f"/api/v1/compounds/{c}/ledger.csv", {"params": {"period": "2026-03"}})),
     "ledger xlsx": (READERS, lambda x, c: ("GET", f"/api/v1/compounds/{c}/ledger.xlsx", {"params": {"period": "2026-03"}})),
     "trend": (READERS, lambda x, c: ("GET", f"/api/v1/compounds/{c}/trend.svg", {"params": {"until": "2026-03"}})),
+    "monthly report": (READERS, lambda x, c: ("GET", "/api/v1/reports/monthly",
+                                              {"params": {"compound": c, "month": "2026-03", "format": "json"}})),
     "false alarms": (MANAGERS, lambda x, c: ("GET", "/api/v1/feedback/false-alarms", {"params": {"compound_id": c}})),
     "dataset": (MANAGERS, lambda x, c: ("GET", "/api/v1/feedback/dataset.zip", {"params": {"compound_id": c}})),
     "audit": (MANAGERS, lambda x, c: ("GET", "/api/v1/audit", {"params": {"compound_id": c}})),
