@@ -76,3 +76,25 @@ def test_scorecard_counts_cases_caps_sections_and_exports(app, client, worker, m
     assert svg.status_code == 200 and svg.headers["content-type"] == "image/svg+xml" and b"<svg" in svg.content
     png = client.get("/api/v1/compounds/c1/trend.png", params={"until": "2026-04"}, headers=reviewer)
     assert png.content.startswith(b"\x89PNG")
+
+
+def test_trend_leaves_months_without_data_as_gaps(app, client, worker, make_event):
+    """January and March have confirmed violations, February none at all: February is a gap marked
+    无数据 / no data in the trend, not a full score (issue 12)."""
+    import re
+
+    viewer = make_user(app, client, "watcher", {"c1": "viewer"})
+    reviewer = make_user(app, client, "rev", {"c1": "reviewer"})
+    for start in (dt.datetime(2026, 1, 10, 2, tzinfo=dt.timezone.utc), dt.datetime(2026, 3, 10, 2, tzinfo=dt.timezone.utc)):
+        assert review(client, reviewer, post_event(client, make_event, worker, start=start)).status_code == 201
+    february = client.get("/api/v1/compounds/c1/scorecard", params={"period": "2026-02"}, headers=viewer).json()
+    assert (february["has_data"], february["violations_found"]) == (False, 0)
+    january = client.get("/api/v1/compounds/c1/scorecard", params={"period": "2026-01"}, headers=viewer).json()
+    assert (january["has_data"], january["violations_found"], january["score"]) == (True, 1, 19)
+
+    svg = client.get("/api/v1/compounds/c1/trend.svg", params={"until": "2026-03", "months": 3}, headers=viewer).text
+    assert svg.count("<!-- no data -->") == svg.count("<!-- 无数据 -->") == 1
+    marker = re.search(r'<path id="(m[0-9a-f]+)"[^>]*style="[^"]*#1f6feb', svg).group(1)
+    assert svg.count(f'xlink:href="#{marker}"') == 2  # a point for January and March only
+    line = re.search(r'<g id="line2d_\d+">\s*<path d="([^"]+)"[^>]*style="[^"]*stroke: #1f6feb', svg)
+    assert line.group(1).count("M") == 2 and "L" not in line.group(1)  # no segment drawn across February

@@ -67,5 +67,7 @@ def get_trend(compound_id: CompoundPath, fmt: Literal["svg", "png"], principal: 
     table = _table(settings)
     names = scorecard.previous_months(until or scorecard.current_month(table.zone), months)
     cards = [_card(session, table, compound_id, name) for name in names]
-    image = scorecard.trend_chart([(c["period"], c["score"], c["points"]) for c in cards], compound_id, fmt)
+    # a month without any violation found is a gap ("no data"), not a full score
+    image = scorecard.trend_chart([(c["period"], c["score"] if c["has_data"] else None, c["points"]) for c in cards],
+                                  compound_id, fmt)
     return Response(image, media_type="image/svg+xml" if fmt == "svg" else "image/png")
