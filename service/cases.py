@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import datetime as dt
 
-import cv2
-import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service import audit
 from service.errors import Conflict, InvalidEvent, StorageError
+from service.ingest import jpeg_problem
 from service.models import OPEN_CASE_STATES, Case, CaseInspection, Violation, utcnow
 from service.storage import ObjectStore, check_key
 
@@ -130,8 +129,8 @@ def due_cases_query(compounds: frozenset[str] | None, now: dt.datetime):
 def _check_jpeg(data: bytes) -> None:
     if not data.startswith(b"\xff\xd8") or len(data) > MAX_SNAPSHOT_BYTES:
         raise InvalidEvent("snapshot must be a JPEG of at most 20 MiB")
-    if cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) is None:
-        raise InvalidEvent("snapshot is not a decodable JPEG")
+    if problem := jpeg_problem(data):  # header checked before decoding: no 30000x30000 allocation
+        raise InvalidEvent(f"snapshot {problem}")
 
 
 def _read(store: ObjectStore, key: str) -> bytes:

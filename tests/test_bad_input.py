@@ -167,7 +167,18 @@ def _audio_only_mp4(tmp_path) -> bytes:
     return path.read_bytes()
 
 
+def _claims_size(jpeg: bytes, height: int, width: int) -> bytes:
+    """``jpeg`` with its frame header (SOF0) claiming ``width`` x ``height`` pixels: a tiny file that
+    would make a decoder allocate the claimed size."""
+    data = bytearray(jpeg)
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 7], data[sof + 7:sof + 9] = height.to_bytes(2, "big"), width.to_bytes(2, "big")
+    return bytes(data)
+
+
 IMAGE_CASES = {
+    "claims_40000x40000": (lambda ev, tmp: _claims_size(ev["snapshot"], 40000, 40000), "decompression bomb"),
+    "claims_7000x9000": (lambda ev, tmp: _claims_size(ev["snapshot"], 7000, 9000), "the limit is 50000000 pixels"),
     "png_as_jpeg": (lambda ev, tmp: _png(), "not a decodable JPEG"),
     "empty": (lambda ev, tmp: b"", "not a decodable JPEG"),
     "magic_then_noise": (lambda ev, tmp: b"\xff\xd8\xff\xe0" + np.random.default_rng(1).bytes(4000),
@@ -230,6 +241,7 @@ def _due_case(client, make_key, make_event, admin) -> int:
     (lambda ev: ev["snapshot"], "image/png", 415, "image/jpeg"),
     (lambda ev: ev["snapshot"][:-400], "image/jpeg", 422, "JPEG"),
     (lambda ev: ev["clip"], "image/jpeg", 422, "JPEG"),
+    (lambda ev: _claims_size(ev["snapshot"], 30000, 30000), "image/jpeg", 422, "pixels"),
 ])
 def test_reinspection_snapshot_that_lies_is_refused(app, client, make_key, make_event, admin, evidence_bytes,
                                                     stored_objects, snapshot, declared, status, words):
