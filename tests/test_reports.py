@@ -186,7 +186,7 @@ def test_monthly_report_figures_match_independent_counts(app, client, month_of_w
     assert f'id="overdue">2<' in page and f'id="score">{score:g}<' in page and "本月无数据" not in page
     overdue_inspected = next(c for c, f in work["fate"].items() if f == "overdue" and c in work["inspected"])
     block = page[page.index(f'id="case-{overdue_inspected}"'):]
-    block = block[:block.index("</div>")]
+    block = block[:block.index("\n</div>")]  # the case's own block (its inner divs end mid-line)
     assert block.count("data:image/jpeg;base64,") == 2
     worker_only = make_key("worker")
     assert client.get("/api/v1/reports/monthly", params={"compound": "c1", "month": "2026-11"},
