@@ -20,7 +20,6 @@ from service.live import LiveHub
 from service.routers import events, evidence, feed, health, reviews
 from service.routers import camera_health, leases, rescans
 from service.routers import reports as reports_router
-from service.routers import reports as reports_router
 from service.routers.workflow import ROUTERS as workflow_routers
 from service import pages
 from service.security import install_security
@@ -104,7 +103,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(camera_health.router, prefix="/api/v1")
     app.include_router(leases.router, prefix="/api/v1")
     app.include_router(rescans.router, prefix="/api/v1")
-    app.include_router(reports_router.router, prefix="/api/v1")
     app.include_router(reports_router.router, prefix="/api/v1")
     app.include_router(pages.router)
     return app
