@@ -208,6 +208,8 @@ def monthly_reports(session: Session, table: scorecard.ScoringTable, compound_id
     month."""
     if not re.fullmatch(r"\d{4}-\d{2}", month):
         raise ValueError(f"invalid month {month!r}: expected YYYY-MM")
+    if not 1971 <= int(month[:4]) <= 9998:  # its trend reaches months back; UTC bounds must stay in range
+        raise ValueError(f"invalid month {month!r}: the year must be within 1971..9998")
     period = scorecard.parse_period(month, table.zone)
     as_of = as_of or utcnow()
     ids = sorted(set(compound_ids))

@@ -201,8 +201,9 @@ def test_month_without_data_says_so_and_the_pdf_has_the_chinese_text(app, client
     assert empty["scorecard"]["has_data"] is False
     page = client.get("/api/v1/reports/monthly", params={"compound": "c1", "month": "2026-09"}, headers=supervisor).text
     assert "本月无数据" in page and 'id="score">无数据' in page
-    assert client.get("/api/v1/reports/monthly", params={"compound": "c1", "month": "2026-13"},
-                      headers=supervisor).status_code == 422
+    for month in ("2026-13", "0001-01", "9999-12", "2026-1"):
+        assert client.get("/api/v1/reports/monthly", params={"compound": "c1", "month": month},
+                          headers=supervisor).status_code == 422, month
 
     pdf = client.get("/api/v1/reports/monthly", params={"compound": "c1", "month": "2026-11", "format": "pdf"},
                      headers=supervisor)
