@@ -145,6 +145,8 @@ def test_postgres_restarted_under_load_gives_fast_503s_then_recovers_with_nothin
             assert {o.status for o in down} == {503}, f"{mode}: answers while down {sorted({o.status for o in down})}"
             slowest = max(o.seconds for o in down)
             assert slowest < FAST_S, f"{mode}: a request took {slowest:.1f} s while the database was down"
+            print(f"\n{mode} stop: {len(down)} requests while down, all 503, slowest {slowest * 1000:.0f} ms, "
+                  f"median {sorted(o.seconds for o in down)[len(down) // 2] * 1000:.0f} ms")
             # recovered without restarting the service: the last seconds after the restart are all 2xx
             recovered = [o for o in load.since(up_at + 2.0, up_at + 4.0)]
             assert recovered and all(o.status in (200, 201) for o in recovered), \

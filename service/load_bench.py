@@ -1,0 +1,281 @@
+"""Load benchmark of the review API on loopback (issue 11): event posts with small real evidence and,
+at the same time, reviewers listing and deciding.
+
+    python -m service.load_bench --database sqlite --events 20000 --json
+    python -m service.load_bench --database postgresql --events 20000 --json
+
+It migrates a fresh database (a SQLite file in WAL mode in a temporary folder, or a new database
+``ce_bench_<random>`` on the PostgreSQL server of ``--pg-admin-url``, dropped afterwards), starts
+``uvicorn service.app:create_app --factory`` in its own processes (``--server-workers``) on a free
+127.0.0.1 port with a local evidence folder, and then runs, in one asyncio process:
+
+- ``--posters`` clients posting ``--events`` new violations in all, each with a real JPEG snapshot, a
+  real one-second H.264 clip and a sidecar (the API decodes and checks all three, as for a worker);
+- ``--readers`` clients (20 by default) that, until the posts are done, list ``/api/v1/events``, read
+  the review queue and decide one violation from it (confirm or reject; a 409 because another reviewer
+  decided it first is counted as a conflict, not an error).
+
+It prints one JSON object: events per second, p50/p95/p99 latency per kind of request, the answers
+by status, errors (any answer other than 2xx, or 409 on a review, or no answer) and whether the
+database holds exactly the violations posted. Figures depend on the machine; see RELIABILITY.md.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import av
+import cv2
+import httpx
+import numpy as np
+
+from service.db import make_engine, session_factory, upgrade
+from service.keys import create_key
+from vision.types import violation_id
+
+DEFAULT_PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def evidence_files(folder: Path) -> dict[str, bytes]:
+    """A real JPEG snapshot (320x180), a real 1 s H.264 MP4 (128x72, 10 fps) and a sidecar, as bytes."""
+    image = np.full((180, 320, 3), 60, np.uint8)
+    cv2.rectangle(image, (40, 60), (200, 150), (0, 0, 220), -1)
+    cv2.putText(image, "fire lane", (50, 40), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 2)
+    ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    assert ok
+    clip_path = folder / "clip.mp4"
+    with av.open(str(clip_path), "w", options={"movflags": "faststart"}) as out:
+        stream = out.add_stream("libx264", rate=10, options={"preset": "veryfast", "g": "10"})
+        stream.width, stream.height, stream.pix_fmt = 128, 72, "yuv420p"
+        for i in range(10):
+            frame = np.zeros((72, 128, 3), np.uint8)
+            frame[:, i * 10:i * 10 + 10] = 255
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    sidecar = {"schema": "compoundeye.sidecar/1", "frame_width": 128, "frame_height": 72, "clip_start_s": 0.0,
+               "frames": [{"time_s": 0.5, "clip_offset_s": 0.5, "boxes": [
+                   {"xyxy": [10, 20, 110, 70], "class_name": "car", "confidence": 0.91, "track_id": 1}]}]}
+    return {"snapshot": jpeg.tobytes(), "clip": clip_path.read_bytes(), "sidecar": json.dumps(sidecar).encode()}
+
+
+def event_json(n: int, sha: dict[str, str], compound_id: str = "bench") -> str:
+    """The ``n``-th distinct violation (its own start time, so its own deterministic id)."""
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(seconds=n)
+    camera, rule, zone = f"cam{n % 8}", "fire_lane", "lane"
+    return json.dumps({
+        "id": violation_id(camera, rule, zone, start.timestamp()), "rule": rule, "compound_id": compound_id,
+        "camera_id": camera, "zone_id": zone, "start_time": start.isoformat(),
+        "last_seen_time": (start + dt.timedelta(seconds=60)).isoformat(), "end_time": None, "confidence": 0.8,
+        "model_version": "car-v1", "source": "live",
+        "boxes": [{"time": (start + dt.timedelta(seconds=20)).isoformat(), "xyxy": [10, 20, 110, 70],
+                   "class_name": "car", "confidence": 0.9, "track_id": 1}],
+        "evidence": {"snapshot_sha256": sha["snapshot"], "clip_sha256": sha["clip"],
+                     "sidecar_sha256": sha["sidecar"], "crop_sha256": None}})
+
+
+class Recorder:
+    def __init__(self):
+        self.latency: dict[str, list[float]] = defaultdict(list)
+        self.status: dict[str, Counter] = defaultdict(Counter)
+
+    def add(self, kind: str, seconds: float, status: int) -> None:
+        self.latency[kind].append(seconds)
+        self.status[kind][status] += 1
+
+    def summary(self) -> dict:
+        out = {}
+        for kind, values in sorted(self.latency.items()):
+            ms = np.array(values) * 1000
+            out[kind] = {"count": len(values), "p50_ms": round(float(np.percentile(ms, 50)), 1),
+                         "p95_ms": round(float(np.percentile(ms, 95)), 1),
+                         "p99_ms": round(float(np.percentile(ms, 99)), 1),
+                         "max_ms": round(float(ms.max()), 1),
+                         "status": {str(k): v for k, v in sorted(self.status[kind].items())}}
+        return out
+
+    def errors(self) -> int:
+        bad = 0
+        for kind, counts in self.status.items():
+            for status, n in counts.items():
+                ok = 200 <= status < 300 or (kind == "review" and status == 409)
+                bad += 0 if ok else n
+        return bad
+
+
+async def _timed(recorder: Recorder, kind: str, request):
+    started = time.perf_counter()
+    try:
+        response = await request
+        status = response.status_code
+    except httpx.HTTPError:
+        response, status = None, 0
+    recorder.add(kind, time.perf_counter() - started, status)
+    return response
+
+
+async def run_load(url: str, worker_key: str, reviewer_key: str, events: int, posters: int, readers: int,
+                   files: dict[str, bytes]) -> dict:
+    sha = {kind: hashlib.sha256(data).hexdigest() for kind, data in files.items()}
+    recorder = Recorder()
+    next_event = iter(range(events))
+    done = asyncio.Event()
+    limits = httpx.Limits(max_connections=posters + readers + 4, max_keepalive_connections=posters + readers + 4)
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+        async def poster():
+            parts = {"snapshot": ("snapshot.jpg", files["snapshot"], "image/jpeg"),
+                     "clip": ("clip.mp4", files["clip"], "video/mp4"),
+                     "sidecar": ("sidecar.json", files["sidecar"], "application/json")}
+            for n in next_event:
+                await _timed(recorder, "post", client.post("/api/v1/events", headers={"X-API-Key": worker_key},
+                                                           data={"event": event_json(n, sha)}, files=parts))
+
+        async def reader(i: int):
+            headers = {"X-API-Key": reviewer_key}
+            turn = 0
+            while not done.is_set():
+                turn += 1
+                await _timed(recorder, "list", client.get("/api/v1/events", params={"limit": 50}, headers=headers))
+                queue = await _timed(recorder, "queue", client.get("/api/v1/review-queue", params={"limit": 20},
+                                                                 headers=headers))
+                items = queue.json().get("items", []) if queue is not None and queue.status_code == 200 else []
+                if items:
+                    target = items[(i + turn) % len(items)]["id"]
+                    decision = ({"verdict": "confirm"} if (i + turn) % 2 else
+                                {"verdict": "reject", "reason": "false_alarm"})
+                    await _timed(recorder, "review", client.post(f"/api/v1/events/{target}/review", json=decision,
+                                                                 headers=headers))
+                else:
+                    await asyncio.sleep(0.05)
+
+        reader_tasks = [asyncio.create_task(reader(i)) for i in range(readers)]
+        started = time.perf_counter()
+        await asyncio.gather(*(poster() for _ in range(posters)))
+        posting_s = time.perf_counter() - started
+        done.set()
+        await asyncio.gather(*reader_tasks)
+    posted_ok = sum(n for status, n in recorder.status["post"].items() if status in (200, 201))
+    return {"posting_s": round(posting_s, 2), "events_per_s": round(posted_ok / posting_s, 1),
+            "errors": recorder.errors(), "requests": recorder.summary()}
+
+
+def _pg_database(admin_url: str) -> tuple[str, callable]:
+    import psycopg
+    name = f"ce_bench_{secrets.token_hex(4)}"
+    admin_url = admin_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+    def drop():
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    base = admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+    return f"{base}/{name}", drop
+
+
+def bench(database: str, events: int, posters: int, readers: int, server_workers: int,
+          pg_admin_url: str = DEFAULT_PG_ADMIN) -> dict:
+    """One run against a fresh database of kind ``database`` ("sqlite" or "postgresql"); returns the figures."""
+    work = Path(tempfile.mkdtemp(prefix="ce-load-"))
+    drop = None
+    server = None
+    try:
+        if database == "sqlite":
+            url = f"sqlite:///{work / 'bench.db'}"
+        else:
+            url, drop = _pg_database(pg_admin_url)
+        upgrade(url)
+        engine = make_engine(url)
+        with session_factory(engine)() as session:
+            worker_key = create_key(session, "bench worker", "worker", ["bench"])
+            reviewer_key = create_key(session, "bench reviewer", "reviewer", ["bench"])
+        port = _free_port()
+        env = {**os.environ, "COMPOUNDEYE_DATABASE_URL": url, "COMPOUNDEYE_STORAGE_URL": f"file://{work / 'evidence'}",
+               "COMPOUNDEYE_MIGRATE_ON_STARTUP": "false", "COMPOUNDEYE_RESCAN_STATE_DIR": str(work / "rescan")}
+        server = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory", "--host", "127.0.0.1",
+             "--port", str(port), "--workers", str(server_workers), "--log-level", "warning", "--no-access-log"],
+            env=env, cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL, stderr=open(work / "server.log", "w"))
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise RuntimeError(f"the API did not start: {(work / 'server.log').read_text()[-2000:]}")
+            time.sleep(0.2)
+        files = evidence_files(work)
+        result = asyncio.run(run_load(base, worker_key, reviewer_key, events, posters, readers, files))
+        from sqlalchemy import func, select
+        from service.models import EvidenceObject, Violation
+        with session_factory(engine)() as session:
+            stored = session.scalar(select(func.count()).select_from(Violation))
+            distinct = session.scalar(select(func.count(func.distinct(Violation.id))))
+            objects = session.scalar(select(func.count()).select_from(EvidenceObject))
+        engine.dispose()
+        return {"database": database, "events": events, "posters": posters, "readers": readers,
+                "server_workers": server_workers, "evidence_bytes_per_event": sum(map(len, files.values())),
+                **result, "stored_violations": stored, "stored_distinct_ids": distinct, "evidence_objects": objects,
+                "stored_exactly_once": stored == distinct == events and objects == 3 * events,
+                "load_average": [round(x, 2) for x in os.getloadavg()]}
+    finally:
+        if server is not None:
+            server.terminate()
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+        if drop is not None:
+            drop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--database", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--events", type=int, default=2000, help="event posts in all (the issue's target: 20000)")
+    parser.add_argument("--posters", type=int, default=8, help="concurrent posting clients")
+    parser.add_argument("--readers", type=int, default=20, help="concurrent listing/reviewing clients")
+    parser.add_argument("--server-workers", type=int, default=2, help="uvicorn worker processes")
+    parser.add_argument("--pg-admin-url", default=DEFAULT_PG_ADMIN,
+                        help="a PostgreSQL URL allowed to CREATE DATABASE (a fresh one is made and dropped)")
+    parser.add_argument("--json", action="store_true", help="print JSON only")
+    args = parser.parse_args(argv)
+    kinds = ["sqlite", "postgresql"] if args.database == "both" else [args.database]
+    results = [bench(kind, args.events, args.posters, args.readers, args.server_workers, args.pg_admin_url)
+               for kind in kinds]
+    if args.json:
+        print(json.dumps(results if len(results) > 1 else results[0], indent=2))
+    else:
+        for r in results:
+            post = r["requests"]["post"]
+            print(f"{r['database']}: {r['events_per_s']} events/s, post p50 {post['p50_ms']} ms p99 {post['p99_ms']} ms, "
+                  f"errors {r['errors']}, stored exactly once: {r['stored_exactly_once']}")
+    return 0 if all(r["errors"] == 0 and r["stored_exactly_once"] for r in results) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
