@@ -16,7 +16,8 @@ It migrates a fresh database (a SQLite file in WAL mode in a temporary folder, o
   decided it first is counted as a conflict, not an error).
 
 It prints one JSON object: events per second, p50/p95/p99 latency per kind of request, the answers
-by status, errors (any answer other than 2xx, or 409 on a review, or no answer) and whether the
+by status, the CPU seconds the server processes and the client used (server CPU per request tells how
+many cores a target rate needs), errors (any answer other than 2xx, or 409 on a review, or no answer) and whether the
 database holds exactly the violations posted. Figures depend on the machine; see RELIABILITY.md.
 """
 from __future__ import annotations
@@ -41,6 +42,7 @@ import av
 import cv2
 import httpx
 import numpy as np
+import psutil
 
 from service.db import make_engine, session_factory, upgrade
 from service.keys import create_key
@@ -179,6 +181,19 @@ async def run_load(url: str, worker_key: str, reviewer_key: str, events: int, po
             "errors": recorder.errors(), "requests": recorder.summary()}
 
 
+def _server_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by the uvicorn process and its worker processes."""
+    total = 0.0
+    parent = psutil.Process(pid)
+    for proc in [parent, *parent.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
 def _pg_database(admin_url: str) -> tuple[str, callable]:
     import psycopg
     name = f"ce_bench_{secrets.token_hex(4)}"
@@ -228,7 +243,13 @@ def bench(database: str, events: int, posters: int, readers: int, server_workers
                 raise RuntimeError(f"the API did not start: {(work / 'server.log').read_text()[-2000:]}")
             time.sleep(0.2)
         files = evidence_files(work)
+        cpu_before, client_before = _server_cpu_s(server.pid), time.process_time()
         result = asyncio.run(run_load(base, worker_key, reviewer_key, events, posters, readers, files))
+        server_cpu_s, client_cpu_s = _server_cpu_s(server.pid) - cpu_before, time.process_time() - client_before
+        requests = sum(r["count"] for r in result["requests"].values())
+        result["cpu"] = {"server_s": round(server_cpu_s, 1), "client_s": round(client_cpu_s, 1),
+                         "server_ms_per_request": round(server_cpu_s * 1000 / max(1, requests), 1),
+                         "server_cores_busy": round(server_cpu_s / result["posting_s"], 2)}
         from sqlalchemy import func, select
         from service.models import EvidenceObject, Violation
         with session_factory(engine)() as session:
