@@ -97,7 +97,7 @@ def test_worker_publishes_camera_offline_to_mqtt(prefix, tmp_path):
     with RtspServer({"/lobby": clip}) as rtsp:
         site = {"detector": {"model": str(ROOT / "models" / "car-v1.onnx"), "threads": 1},
                 "outbox_dir": str(tmp_path / "outbox"), "api": {"url": "http://127.0.0.1:9"},
-                "live": {"read_timeout_s": 3, "mqtt_url": "mqtt://127.0.0.1:1883", "mqtt_topic_prefix": prefix},
+                "live": {"read_timeout_s": 3, "reconnect_max_s": 2, "mqtt_url": "mqtt://127.0.0.1:1883", "mqtt_topic_prefix": prefix},
                 "compounds": [{"id": "c7", "cameras": [{"id": "lobby", "source": rtsp.url("/lobby"),
                                                         "sample_fps": 2}]}]}
         path = tmp_path / "site.yaml"
@@ -115,7 +115,7 @@ def test_worker_publishes_camera_offline_to_mqtt(prefix, tmp_path):
             body = json.loads(payload)
             assert body["state"] == "started" and body["camera_id"] == "lobby" and body["compound_id"] == "c7"
             rtsp.start()
-            _, payload, _ = sub.wait_for(lambda t, p, _r: t.endswith("/health/offline") and '"ended"' in p, 30)
+            _, payload, _ = sub.wait_for(lambda t, p, _r: t.endswith("/health/offline") and '"ended"' in p, 60)
             assert json.loads(payload)["id"] == body["id"]
         finally:
             worker.stop()
