@@ -85,7 +85,9 @@ def serve(port: str, mounts: list[str], user: str | None = None, password: str |
         token.set_string("media.factory.role", "user")
         auth.add_basic(GstRtspServer.RTSPAuth.make_basic(user, password or ""), token)
         server.set_auth(auth)
-    server.attach(None)
+    if not server.attach(None):      # 0: the port could not be bound (e.g. the old server not gone yet)
+        print(f"cannot listen on 127.0.0.1:{port}", file=sys.stderr, flush=True)
+        raise SystemExit(1)
     print(f"serving rtsp://127.0.0.1:{port}", flush=True)
     GLib.MainLoop().run()
 
@@ -139,7 +141,7 @@ class RtspServer:
     ``start()`` again keep the port. Use as a context manager."""
 
     def __init__(self, mounts: dict[str, str | os.PathLike], port: int | None = None,
-                 user: str | None = None, password: str | None = None, start_timeout_s: float = 20.0):
+                 user: str | None = None, password: str | None = None, start_timeout_s: float = 60.0):
         self.mounts = {name: str(path) for name, path in mounts.items()}
         self.port = port or free_port()
         self.user, self.password = user, password
@@ -152,6 +154,18 @@ class RtspServer:
         return f"rtsp://{auth}127.0.0.1:{self.port}{mount}"
 
     def start(self) -> "RtspServer":
+        """Start the server; retried (the same port) for up to ``start_timeout_s`` when it cannot listen
+        yet or starts slowly on a loaded machine. Raises RuntimeError with its stderr if it never does."""
+        deadline = time.monotonic() + self.start_timeout_s
+        while True:
+            try:
+                return self._start_once(max(5.0, deadline - time.monotonic()))
+            except RuntimeError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.5)
+
+    def _start_once(self, timeout_s: float) -> "RtspServer":
         cmd = [SYSTEM_PYTHON, str(Path(__file__).resolve()), str(self.port),
                *[f"{name}={path}" for name, path in self.mounts.items()]]
         if self.user:
@@ -163,7 +177,7 @@ class RtspServer:
         ready: list[str] = []
         reader = threading.Thread(target=lambda: ready.append(self.process.stdout.readline()), daemon=True)
         reader.start()
-        reader.join(self.start_timeout_s)
+        reader.join(timeout_s)
         if not ready or not ready[0].startswith("serving"):
             self.stop()
             raise RuntimeError(f"RTSP server did not start: {''.join(self.stderr_lines)[-2000:]}")

@@ -74,15 +74,28 @@ def test_rtsp_source_with_credentials_reconnects_and_masks(clip, caplog):
 
         source = RtspSource(server.url("/cam1"), "cam1", sample_fps=5, on_status=statuses.append,
                             backoff=Backoff(0.2, 1.0), read_timeout_s=3)
-        frames, restarted = [], False
+        frames, restarted, restart_errors = [], False, []
+
+        def restart():
+            try:
+                server.start()
+            except RuntimeError as exc:   # seen by the assertion below, not lost in the timer thread
+                restart_errors.append(exc)
+                source.close()
+
+        watchdog = threading.Timer(120.0, source.close)   # a hang fails the test instead of the session
+        watchdog.start()
         for frame in source:
             frames.append(frame)
             if len(frames) == 5 and not restarted:
                 server.stop()  # mid-stream: the decode loop ends, the source reconnects
-                threading.Timer(2.0, server.start).start()
+                threading.Timer(2.0, restart).start()
                 restarted = True
             if len(frames) >= 12:
                 source.close()
+        watchdog.cancel()
+        assert not restart_errors, restart_errors
+        assert len(frames) >= 12, f"only {len(frames)} frames: the stream did not come back within 120 s"
         assert source.connects == 2
         assert [s.online for s in statuses[1:]] == [True, False, True]
         assert all(b.time_s > a.time_s for a, b in zip(frames, frames[1:]))
