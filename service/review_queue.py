@@ -19,7 +19,7 @@ from service.auth import Principal
 from service.cases import open_or_join
 from service.errors import AlreadyReviewed, Conflict
 from service.models import Review, Violation, utcnow
-from service.routers.common import load_violation
+from service.routers.common import load_violation, scope_to_compounds
 from service.schemas import ReviewCreate
 
 CLAIM_TTL = dt.timedelta(minutes=15)
@@ -36,12 +36,8 @@ def queue_query(principal: Principal, compound_id: str | None = None, camera_id:
     """SELECT of the unreviewed violations the caller may review, oldest start first. Violations claimed
     by someone else (claim not expired) are left out unless ``include_claimed``."""
     now = now or utcnow()
-    query = select(Violation).where(Violation.review_state == "unreviewed")
-    if compound_id is not None:
-        principal.require("review", compound_id)
-        query = query.where(Violation.compound_id == compound_id)
-    elif (reviewable := principal.compounds_for("review")) is not None:
-        query = query.where(Violation.compound_id.in_(sorted(reviewable)))
+    query = scope_to_compounds(select(Violation).where(Violation.review_state == "unreviewed"),
+                               Violation.compound_id, principal, "review", compound_id)
     for column, value in ((Violation.camera_id, camera_id), (Violation.rule, rule)):
         if value is not None:
             query = query.where(column == value)

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from service.deps import CurrentPrincipal, SessionDep
 from service.models import AuditEntry
 from service.schemas import Identifier
+from service.routers.common import scope_to_compounds
 
 router = APIRouter(tags=["audit"])
 
@@ -44,14 +45,9 @@ def list_audit(principal: CurrentPrincipal, session: SessionDep, compound_id: Id
                limit: Annotated[int, Query(ge=1, le=500)] = 100,
                offset: Annotated[int, Query(ge=0)] = 0) -> AuditList:
     """Entries oldest first, filtered by compound, entity (``violation``, ``case``, ``user``, ``api_key``) and id."""
-    query = select(AuditEntry)
-    if compound_id is not None:
-        principal.require("audit.read", compound_id)
-        query = query.where(AuditEntry.compound_id == compound_id)
-    else:
+    if compound_id is None:
         principal.require_any("audit.read")
-        if (readable := principal.compounds_for("audit.read")) is not None:
-            query = query.where(AuditEntry.compound_id.in_(sorted(readable)))
+    query = scope_to_compounds(select(AuditEntry), AuditEntry.compound_id, principal, "audit.read", compound_id)
     if entity is not None:
         query = query.where(AuditEntry.entity == entity)
     if entity_id is not None:

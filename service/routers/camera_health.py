@@ -13,6 +13,7 @@ from sqlalchemy import select
 from service.deps import CurrentPrincipal, SessionDep
 from service.health_events import CameraHealthEvent, record
 from service.schemas import Identifier
+from service.routers.common import scope_to_compounds
 
 router = APIRouter(prefix="/camera-health", tags=["camera health"])
 HealthKind = Literal["offline", "frozen", "covered", "out_of_focus", "view_moved"]
@@ -82,12 +83,8 @@ def list_health_events(principal: CurrentPrincipal, session: SessionDep,
                        active: Annotated[bool | None, Query(description="only current (true) or ended (false)")] = None,
                        limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[HealthEventPublic]:
     """Health events in the caller's compounds, newest first."""
-    query = select(CameraHealthEvent)
-    if compound_id is not None:
-        principal.require("events.read", compound_id)
-        query = query.where(CameraHealthEvent.compound_id == compound_id)
-    elif (readable := principal.compounds_for("events.read")) is not None:
-        query = query.where(CameraHealthEvent.compound_id.in_(sorted(readable)))
+    query = scope_to_compounds(select(CameraHealthEvent), CameraHealthEvent.compound_id, principal, "events.read",
+                               compound_id)
     if camera_id is not None:
         query = query.where(CameraHealthEvent.camera_id == camera_id)
     if active is not None:

@@ -18,6 +18,7 @@ from service.errors import InvalidEvent
 from service.ingest import declared_type_problem
 from service.models import CASE_STATES, Case, Violation, utcnow
 from service.schemas import Identifier
+from service.routers.common import scope_to_compounds
 
 router = APIRouter(prefix="/cases", tags=["cases"])
 CaseState = Literal["open", "rectified", "reinspected", "closed", "overdue", "reopened"]
@@ -130,12 +131,7 @@ def list_cases(principal: CurrentPrincipal, session: SessionDep, request: Reques
                limit: Annotated[int, Query(ge=1, le=200)] = 50,
                offset: Annotated[int, Query(ge=0)] = 0) -> CaseList:
     """Cases in the caller's compounds, newest first."""
-    query = select(Case)
-    if compound_id is not None:
-        principal.require("cases.read", compound_id)
-        query = query.where(Case.compound_id == compound_id)
-    elif (readable := principal.compounds_for("cases.read")) is not None:
-        query = query.where(Case.compound_id.in_(sorted(readable)))
+    query = scope_to_compounds(select(Case), Case.compound_id, principal, "cases.read", compound_id)
     for column, value in ((Case.state, state), (Case.camera_id, camera_id), (Case.rule, rule)):
         if value is not None:
             query = query.where(column == value)

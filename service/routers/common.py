@@ -1,13 +1,25 @@
-"""Helpers shared by the routers: load a violation the caller may see, and present it."""
+"""Helpers shared by the routers: scope a listing to the caller's compounds, load a violation the caller
+may see, and present it."""
 from __future__ import annotations
 
 from fastapi import HTTPException, Request, status
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from service.auth import Principal
 from service.models import Violation
 from service.schemas import EvidencePublic, ReviewPublic, ViolationPublic
+
+
+def scope_to_compounds(query: Select, column, principal: Principal, action: str,
+                       compound_id: str | None) -> Select:
+    """``query`` narrowed to the compounds where the caller may do ``action``: to ``compound_id`` when
+    given (404/403 if it is foreign or not allowed), else to every compound the caller has it in."""
+    if compound_id is not None:
+        principal.require(action, compound_id)
+        return query.where(column == compound_id)
+    readable = principal.compounds_for(action)
+    return query if readable is None else query.where(column.in_(sorted(readable)))
 
 
 def load_violation(session: Session, key: Principal, violation_id: str, action: str = "events.read",

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from service.deps import CurrentKey, SessionDep, SettingsDep, StoreDep, WorkerKey
 from service.ingest import check_uploads, declared_type_problem, parse_event, store_event
 from service.models import Violation
-from service.routers.common import load_violation, violation_public
+from service.routers.common import load_violation, scope_to_compounds, violation_public
 from service.routers.feed import publish_violation
 from service.schemas import Identifier, ReviewState, ViolationList, ViolationPublic
 
@@ -70,12 +70,7 @@ def list_events(
 ) -> ViolationList:
     """Violations in the caller's compounds, newest start first, with the total count for paging.
     A ``compound_id`` the caller has no role in is 404."""
-    query = select(Violation)
-    if compound_id is not None:
-        key.require("events.read", compound_id)
-        query = query.where(Violation.compound_id == compound_id)
-    elif (readable := key.compounds_for("events.read")) is not None:
-        query = query.where(Violation.compound_id.in_(sorted(readable)))
+    query = scope_to_compounds(select(Violation), Violation.compound_id, key, "events.read", compound_id)
     for column, value in ((Violation.camera_id, camera_id), (Violation.rule, rule),
                           (Violation.review_state, review_state)):
         if value is not None:

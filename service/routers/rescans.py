@@ -21,6 +21,7 @@ from service.models import RESCAN_FINISHED, RescanJob, utcnow
 from service.rescans import RescanPublic, SourceRefused, parse_s3_source, rescan_public, rescan_runner, s3_footage
 from service.routers.feed import publish_rescan
 from service.schemas import Identifier
+from service.routers.common import scope_to_compounds
 
 
 @asynccontextmanager
@@ -126,12 +127,7 @@ def list_rescans(principal: CurrentPrincipal, session: SessionDep, compound_id: 
                  limit: Annotated[int, Query(ge=1, le=200)] = 50,
                  offset: Annotated[int, Query(ge=0)] = 0) -> RescanList:
     """Re-scan jobs of the caller's compounds, newest first."""
-    query = select(RescanJob)
-    if compound_id is not None:
-        principal.require("rescans.read", compound_id)
-        query = query.where(RescanJob.compound_id == compound_id)
-    elif (readable := principal.compounds_for("rescans.read")) is not None:
-        query = query.where(RescanJob.compound_id.in_(sorted(readable)))
+    query = scope_to_compounds(select(RescanJob), RescanJob.compound_id, principal, "rescans.read", compound_id)
     if status_ is not None:
         query = query.where(RescanJob.status == status_)
     total = session.scalar(select(func.count()).select_from(query.subquery()))
