@@ -54,13 +54,17 @@ def free_port() -> int:
 
 
 class LiveServer:
-    """``create_app(settings)`` served by uvicorn in a thread on a free 127.0.0.1 port."""
+    """``create_app(settings)`` served by uvicorn in a thread on 127.0.0.1 (a free port unless ``port``).
+    ``wrap`` puts an ASGI middleware of the test around the app (``self.served``); ``lifespan`` is
+    uvicorn's setting."""
 
-    def __init__(self, settings: Settings):
-        self.port = free_port()
+    def __init__(self, settings: Settings, port: int | None = None, wrap=None, lifespan: str = "auto"):
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.app = create_app(settings)
-        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
+        self.served = wrap(self.app) if wrap is not None else self.app
+        self.server = uvicorn.Server(uvicorn.Config(self.served, host="127.0.0.1", port=self.port,
+                                                    log_level="warning", lifespan=lifespan,
                                                     timeout_graceful_shutdown=2))
         self.thread = threading.Thread(target=self.server.run, daemon=True, name="uvicorn-test")
 

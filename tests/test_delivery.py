@@ -23,17 +23,15 @@ import time
 from pathlib import Path
 
 import pytest
-import uvicorn
 import yaml
 from sqlalchemy import select
 
-from service.app import create_app
 from service.db import make_engine, session_factory, upgrade
 from service.keys import create_key
 from service.models import EvidenceObject, Violation
 from service.settings import Settings
 
-from browser_support import absolute_detector_paths, free_port
+from browser_support import LiveServer, absolute_detector_paths, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "configs" / "demo.yaml"
@@ -70,29 +68,16 @@ class HoldAnswers:
             await send(message)
 
 
-class Api:
-    """uvicorn on 127.0.0.1:``port`` in a thread, serving ``HoldAnswers(create_app(settings))``."""
+class Api(LiveServer):
+    """The real API on a fixed loopback port (so a restarted worker finds it), answers held by HoldAnswers."""
 
     def __init__(self, settings: Settings, port: int, hold_s: float = 0.0):
-        self.app = create_app(settings)
-        self.holder = HoldAnswers(self.app, hold_s)
-        self.url = f"http://127.0.0.1:{port}"
-        self.server = uvicorn.Server(uvicorn.Config(self.holder, host="127.0.0.1", port=port, log_level="warning",
-                                                    lifespan="off", timeout_graceful_shutdown=2))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> "Api":
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert time.monotonic() < deadline and self.thread.is_alive(), "API server did not start"
-            time.sleep(0.05)
-        return self
+        super().__init__(settings, port=port, wrap=lambda app: HoldAnswers(app, hold_s), lifespan="off")
+        self.holder = self.served
 
     def __exit__(self, *exc) -> None:
         self.holder.hold_s = 0.0
-        self.server.should_exit = True
-        self.thread.join(timeout=15)
+        super().__exit__(*exc)
         self.app.state.engine.dispose()
 
 

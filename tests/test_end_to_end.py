@@ -7,18 +7,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
-import threading
 import time
 from pathlib import Path
 
 import av
 import httpx
 import pytest
-import uvicorn
 import yaml
 
-from service.app import create_app
 from service.db import make_engine, session_factory, upgrade
 from service.keys import create_key
 from service.settings import Settings
@@ -26,39 +22,11 @@ from vision.config import load_site_config
 from vision.outbox import Outbox
 from vision.worker import Worker
 
-from browser_support import absolute_detector_paths
+from browser_support import LiveServer as ApiServer  # noqa: F401 (also imported by other tests)
+from browser_support import absolute_detector_paths, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "configs" / "demo.yaml"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class ApiServer:
-    """A real uvicorn server in a thread, on 127.0.0.1."""
-
-    def __init__(self, settings: Settings, port: int | None = None):
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.app = create_app(settings)
-        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> "ApiServer":
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            assert time.monotonic() < deadline and self.thread.is_alive(), "API server did not start"
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
 
 
 @pytest.fixture
