@@ -37,11 +37,24 @@ def register_camera(session: Session, compound_id: str, camera_id: str) -> None:
 
 
 def register_site(session: Session, site: SiteConfig) -> None:
-    """Register every compound and camera of a site file with its name, and commit."""
+    """Register every compound and camera of a site file with its name, and commit. A compound's
+    property company and district follow the file: removed there, they are cleared here."""
     for compound in site.compounds:
-        _insert_ignore(session, Compound, id=compound.id, name=compound.name)
-        session.execute(update(Compound).where(Compound.id == compound.id).values(name=compound.name))
+        values = {"name": compound.name, "company": compound.company, "district": compound.district}
+        _insert_ignore(session, Compound, id=compound.id, **values)
+        session.execute(update(Compound).where(Compound.id == compound.id).values(**values))
         for camera in compound.cameras:
             _insert_ignore(session, Camera, id=camera.id, compound_id=compound.id, name=camera.name)
             session.execute(update(Camera).where(Camera.id == camera.id).values(name=camera.name))
     session.commit()
+
+
+def compounds_of(session: Session, *, company: str | None = None, district: str | None = None) -> list[str]:
+    """The ids of the compounds of ``company`` and/or ``district`` (exact names, as in the site file), or
+    of every compound when neither is given; sorted."""
+    query = select(Compound.id).order_by(Compound.id)
+    if company is not None:
+        query = query.where(Compound.company == company)
+    if district is not None:
+        query = query.where(Compound.district == district)
+    return list(session.scalars(query))

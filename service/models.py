@@ -8,7 +8,7 @@ import datetime as dt
 from typing import Any
 
 from sqlalchemy import (JSON, Boolean, CheckConstraint, DateTime, Float, ForeignKey, Index, Integer, MetaData, String,
-                        Text)
+                        Text, UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -70,6 +70,9 @@ class Compound(Base):
     __tablename__ = "compounds"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200), default="")
+    # the property company (物业公司) and the district (区/街道) from the site file (issue 12), or None
+    company: Mapped[str | None] = mapped_column(String(100), index=True)
+    district: Mapped[str | None] = mapped_column(String(100), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -343,3 +346,35 @@ class RescanJob(Base):
     state_dir: Mapped[str | None] = mapped_column(String(1024))
     error: Mapped[str | None] = mapped_column(Text)
     report: Mapped[dict[str, Any] | None] = mapped_column(JSON, deferred=True)
+
+
+LEDGER_KINDS = ("monthly_compound", "monthly_company", "bulletin_district")
+LEDGER_FORMATS = ("pdf", "html", "xlsx")
+
+
+class LedgerDocument(Base):
+    """A report kept as a ledger document (台账, issue 12): the monthly report of a compound or a
+    property company, or a district's bulletin, for one ``period`` in one ``format``, stored in the
+    object store under ``key`` with its sha256 and size. One per (kind, scope, period, format): the
+    scheduler and the command skip what exists. ``compounds`` lists the compounds whose figures it
+    holds — a caller reads it only with ``reports.read`` in every one of them."""
+
+    __tablename__ = "ledger_documents"
+    __table_args__ = (
+        UniqueConstraint("kind", "scope", "period", "format", name="uq_ledger_documents_scope_period_format"),
+        CheckConstraint(_one_of("kind", LEDGER_KINDS), name="kind"),
+        CheckConstraint(_one_of("format", LEDGER_FORMATS), name="format"),
+        Index("ix_ledger_documents_period", "period"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    scope: Mapped[str] = mapped_column(String(100))  # compound id, company or district
+    period: Mapped[str] = mapped_column(String(32))  # YYYY-MM
+    format: Mapped[str] = mapped_column(String(8))
+    key: Mapped[str] = mapped_column(String(512))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    content_type: Mapped[str] = mapped_column(String(100))
+    compounds: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(64))  # "scheduler", "cli" or "user:<id>"

@@ -49,6 +49,16 @@ def previous_month(month: str) -> str:
     return scorecard.previous_months(month, 2)[0]
 
 
+def month_period(month: str, table: scorecard.ScoringTable) -> scorecard.Period:
+    """The bounds of ``month`` (``YYYY-MM``) in the table's zone; ValueError for anything else, or a year
+    outside 1971..9998 (a report's trend reaches months back; UTC bounds must stay in range)."""
+    if not re.fullmatch(r"\d{4}-\d{2}", month):
+        raise ValueError(f"invalid month {month!r}: expected YYYY-MM")
+    if not 1971 <= int(month[:4]) <= 9998:
+        raise ValueError(f"invalid month {month!r}: the year must be within 1971..9998")
+    return scorecard.parse_period(month, table.zone)
+
+
 def _overdue(as_of: dt.datetime):
     """SQL: the case is overdue at ``as_of`` (the cases page's rule)."""
     return or_(Case.state == "overdue",
@@ -206,11 +216,7 @@ def monthly_reports(session: Session, table: scorecard.ScoringTable, compound_id
     as plain data (JSON-ready but for the snapshot data URIs). ``as_of`` (default now) decides which
     cases are overdue; ``store`` gives the open cases' snapshots (None: keys only). ValueError for a bad
     month."""
-    if not re.fullmatch(r"\d{4}-\d{2}", month):
-        raise ValueError(f"invalid month {month!r}: expected YYYY-MM")
-    if not 1971 <= int(month[:4]) <= 9998:  # its trend reaches months back; UTC bounds must stay in range
-        raise ValueError(f"invalid month {month!r}: the year must be within 1971..9998")
-    period = scorecard.parse_period(month, table.zone)
+    period = month_period(month, table)
     as_of = as_of or utcnow()
     ids = sorted(set(compound_ids))
     names = dict(session.execute(select(Compound.id, Compound.name).where(Compound.id.in_(ids))).all())
@@ -221,11 +227,11 @@ def monthly_reports(session: Session, table: scorecard.ScoringTable, compound_id
     open_cases, open_totals = _open_cases(session, ids, table, period, as_of, store, max_open_cases)
     cards: dict[str, dict[str, dict]] = defaultdict(dict)
     for name in scorecard.previous_months(month, max(trend_months, 2)):
-        month_period = scorecard.parse_period(name, table.zone)
-        counts = scorecard.deduction_counts(session, ids, month_period)
-        found = scorecard.violations_found(session, ids, month_period)
+        named = scorecard.parse_period(name, table.zone)
+        counts = scorecard.deduction_counts(session, ids, named)
+        found = scorecard.violations_found(session, ids, named)
         for c in ids:
-            cards[c][name] = scorecard.card_from_counts(table, c, month_period, counts[c], found[c])
+            cards[c][name] = scorecard.card_from_counts(table, c, named, counts[c], found[c])
     rule_names = {item.rule: item.name for s in table.sections for item in s.items}
     last_day = (period.end.astimezone(table.zone) - dt.timedelta(days=1)).date()
     reports = {}
@@ -283,22 +289,27 @@ def daily_chart(report: dict) -> bytes:
     return buffer.getvalue()
 
 
-def _svg_uri(svg: bytes) -> str:
+def svg_uri(svg: bytes) -> str:
     return "data:image/svg+xml;base64," + base64.b64encode(svg).decode()
 
 
 def render_html(report: dict) -> str:
     """The report as one self-contained HTML page in Chinese (charts and snapshots inline)."""
+    charts = {}
+    if report["has_data"]:
+        charts["daily"] = svg_uri(daily_chart(report))
+    if any(point[1] is not None for point in report["trend"]):
+        charts["trend"] = svg_uri(scorecard.trend_chart(report["trend"], report["compound_id"], "svg"))
+    return render_template("monthly_report.html", r=report, charts=charts, reasons=REJECT_REASONS_ZH)
+
+
+def render_template(name: str, **context) -> str:
+    """Render ``service/templates/<name>`` (Jinja2, HTML autoescaped)."""
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]),
                       trim_blocks=True, lstrip_blocks=True)
-    charts = {}
-    if report["has_data"]:
-        charts["daily"] = _svg_uri(daily_chart(report))
-    if any(point[1] is not None for point in report["trend"]):
-        charts["trend"] = _svg_uri(scorecard.trend_chart(report["trend"], report["compound_id"], "svg"))
-    return env.get_template("monthly_report.html").render(r=report, charts=charts, reasons=REJECT_REASONS_ZH)
+    return env.get_template(name).render(**context)
 
 
 def render_pdf(html: str) -> bytes:

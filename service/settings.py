@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     rescan_processes: int = Field(1, ge=1, le=64)
     rescan_scheduler: str | None = None
     rescan_stale_after_s: float = Field(30.0, gt=0)
+    # Ledger documents (issue 12): the API process makes the previous month's reports on the 1st, after
+    # report_schedule_hour o'clock in the scoring table's zone, and catches up a missed 1st at start-up.
+    report_schedule: bool = True
+    report_schedule_hour: int = Field(1, ge=0, le=23)
 
     @property
     def max_upload_bytes(self) -> int:

@@ -265,9 +265,20 @@ class Camera(Strict):
         return self
 
 
+# A property company (物业公司) or a district (区/街道) as people write it, e.g. "浦东新区花木街道": 1..100
+# characters, no slash, backslash or control character, no blank at either end (it is matched exactly).
+ORG_NAME_PATTERN = r"^[^\s/\\\x00-\x1f\x7f]([^/\\\x00-\x1f\x7f]*[^\s/\\\x00-\x1f\x7f])?$"
+OrgName = Annotated[str, Field(min_length=1, max_length=100, pattern=ORG_NAME_PATTERN)]
+
+
 class Compound(Strict):
+    """A compound: its cameras, and optionally the property company that manages it and the district
+    (区/街道) it lies in — what the company reports and the bulletins group by."""
+
     id: Identifier
     name: str = ""
+    company: OrgName | None = Field(None, description="property company (物业公司), e.g. 万科物业")
+    district: OrgName | None = Field(None, description="district or sub-district (区/街道), e.g. 浦东新区花木街道")
     cameras: tuple[Camera, ...] = ()
 
 
