@@ -18,7 +18,7 @@ from service.db import make_engine, session_factory, upgrade
 from service.errors import AlreadyReviewed, Conflict, IntegrityFailed, InvalidEvent, ObjectNotFound, StorageError, UploadTooLarge
 from service.live import LiveHub
 from service.routers import events, evidence, feed, health, reviews
-from service.routers import camera_health, leases, rescans
+from service.routers import camera_health, grid, leases, rescans
 from service.routers import reports as reports_router
 from service.routers.workflow import ROUTERS as workflow_routers
 from service import pages
@@ -104,5 +104,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(leases.router, prefix="/api/v1")
     app.include_router(rescans.router, prefix="/api/v1")
     app.include_router(reports_router.router, prefix="/api/v1")
+    app.include_router(grid.router, prefix="/api/v1")
     app.include_router(pages.router)
     return app

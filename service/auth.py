@@ -43,6 +43,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     # re-scans of stored footage (issue 10): operators start and cancel them, readers follow them
     "rescans.run": frozenset({"supervisor", "admin"}),
     "rescans.read": READERS,
+    # grid responsibility (issue 12): anyone scoped to the compound reads who answers for what
+    "grid.read": READERS | {"worker"},
+    "grid.manage": frozenset({"supervisor", "admin"}),
 }
 
 

@@ -21,10 +21,11 @@ import datetime as dt
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service import audit
+from service import audit, grid
 from service.errors import Conflict, InvalidEvent, StorageError
 from service.ingest import jpeg_problem
 from service.models import OPEN_CASE_STATES, Case, CaseInspection, Violation, utcnow
+from service.scorecard import ScoringTable, load_scoring
 from service.storage import ObjectStore, check_key
 
 ASSIGNABLE = ("open", "reopened", "overdue")
@@ -33,11 +34,12 @@ REINSPECTABLE = ("open", "reopened", "rectified", "overdue")
 CLOSABLE = ("reinspected",)
 REOPENABLE = ("rectified", "reinspected", "overdue", "closed")
 MAX_SNAPSHOT_BYTES = 20 * 1024 * 1024
+GRID_ACTOR = ("system", "grid (网格自动派单)")
 
 
 def case_state(case: Case) -> dict:
     """The fields of ``case`` the audit log records before and after a change."""
-    return {"state": case.state, "assignee": case.assignee, "deadline": case.deadline,
+    return {"state": case.state, "assignee": case.assignee, "assigned_by": case.assigned_by, "deadline": case.deadline,
             "rectification_note": case.rectification_note, "closed_at": case.closed_at}
 
 
@@ -47,9 +49,14 @@ def violations_with_open_cases():
             .where(Case.state.in_(OPEN_CASE_STATES)))
 
 
-def open_or_join(session: Session, violation: Violation, actor) -> Case:
+def open_or_join(session: Session, violation: Violation, actor, scoring: ScoringTable | None = None) -> Case:
     """Attach a just-confirmed ``violation`` to the open case of its spot (compound, camera, zone, rule)
-    or open a new one. Added to the session with its audit entry; not committed."""
+    or open a new one. Added to the session with its audit entries; not committed.
+
+    A new case is assigned to the person the grid names for its zone (:mod:`service.grid`, most specific
+    entry), with the deadline ``scoring`` (default: configs/scoring.yaml) sets for its rule, and an
+    ``auto_assign`` audit entry by the system saying which entry matched and who confirmed. Without a
+    matching entry the case stays unassigned; its ``open`` entry records ``grid: null``."""
     case = session.scalar(
         select(Case).where(Case.compound_id == violation.compound_id, Case.camera_id == violation.camera_id,
                            Case.zone_id == violation.zone_id, Case.rule == violation.rule,
@@ -66,9 +73,27 @@ def open_or_join(session: Session, violation: Violation, actor) -> Case:
     session.add(case)
     session.flush()
     violation.case_id = case.id
-    audit.record(session, actor, "case", case.id, "open", None, {**case_state(case), "violation_id": violation.id},
-                 compound_id=case.compound_id)
+    responsible = grid.responsible_for(session, case.compound_id, case.camera_id, case.zone_id)
+    audit.record(session, actor, "case", case.id, "open", None,
+                 {**case_state(case), "violation_id": violation.id,
+                  "grid": responsible.level if responsible else None}, compound_id=case.compound_id)
+    if responsible is not None:
+        _assign_from_grid(session, case, responsible, scoring or load_scoring(), actor, now)
     return case
+
+
+def _assign_from_grid(session: Session, case: Case, responsible: grid.Responsible, scoring: ScoringTable,
+                      confirmed_by, now: dt.datetime) -> None:
+    item = scoring.item_for(case.rule)
+    before = case_state(case)
+    case.assignee, case.assigned_by = responsible.entry.assignee, "grid"
+    case.deadline = item.deadline(now, scoring.zone) if item is not None else None
+    place = responsible.place
+    audit.record(session, GRID_ACTOR, "case", case.id, "auto_assign", before, {
+        **case_state(case), "grid_entry_id": responsible.entry.id, "matched": responsible.level,
+        "building": place.building, "floor": place.floor, "camera_id": place.camera_id, "zone_id": place.zone_id,
+        "deadline_rule": f"{item.id}: {item.deadline_rule}" if item is not None else None,
+        "confirmed_by": getattr(confirmed_by, "actor", None)}, compound_id=case.compound_id)
 
 
 def _move(session: Session, case: Case, actor, action: str, allowed: tuple[str, ...], **changes) -> Case:
@@ -85,8 +110,9 @@ def _move(session: Session, case: Case, actor, action: str, allowed: tuple[str, 
 
 
 def assign(session: Session, case: Case, actor, assignee: str, deadline: dt.datetime) -> Case:
-    """Give the case an assignee and a deadline (限期整改)."""
-    return _move(session, case, actor, "assign", ASSIGNABLE, assignee=assignee, deadline=deadline)
+    """Give the case an assignee and a deadline (限期整改), replacing what the grid set."""
+    return _move(session, case, actor, "assign", ASSIGNABLE, assignee=assignee, deadline=deadline,
+                 assigned_by="manual")
 
 
 def rectify(session: Session, case: Case, actor, note: str) -> Case:

@@ -5,6 +5,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from service.errors import InvalidEvent
+from service.grid import register_site_grid
 from service.models import Camera, Compound
 from vision.config import SiteConfig
 
@@ -46,6 +47,7 @@ def register_site(session: Session, site: SiteConfig) -> None:
         for camera in compound.cameras:
             _insert_ignore(session, Camera, id=camera.id, compound_id=compound.id, name=camera.name)
             session.execute(update(Camera).where(Camera.id == camera.id).values(name=camera.name))
+    register_site_grid(session, site)
     session.commit()
 
 

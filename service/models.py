@@ -243,6 +243,7 @@ class Case(Base):
     rule: Mapped[str] = mapped_column(String(64))
     state: Mapped[str] = mapped_column(String(16), default="open")
     assignee: Mapped[str | None] = mapped_column(String(200))
+    assigned_by: Mapped[str | None] = mapped_column(String(16))  # "grid" (on confirmation) or "manual"; None: unassigned
     deadline: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     rectification_note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -378,3 +379,42 @@ class LedgerDocument(Base):
     compounds: Mapped[list[str]] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_by: Mapped[str] = mapped_column(String(64))  # "scheduler", "cli" or "user:<id>"
+
+
+GRID_SOURCES = ("site", "api")
+
+
+class GridEntry(Base):
+    """Who answers for an area of a compound (网格化, issue 12): the whole compound (every area column
+    empty), a ``building``, a ``floor`` of a building, or one zone (``camera_id`` + ``zone_id``). Empty
+    strings, not NULLs, mark an unused column so that the unique constraint holds one entry per area.
+    ``source``: "site" entries mirror the site file (replaced at start-up, read-only through the API),
+    "api" entries are managed through ``/api/v1/compounds/{id}/grid``."""
+
+    __tablename__ = "grid_entries"
+    __table_args__ = (
+        CheckConstraint(_one_of("source", GRID_SOURCES), name="source"),
+        UniqueConstraint("compound_id", "building", "floor", "camera_id", "zone_id", name="uq_grid_entries_area"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    compound_id: Mapped[str] = mapped_column(String(64))
+    building: Mapped[str] = mapped_column(String(64), default="")
+    floor: Mapped[str] = mapped_column(String(64), default="")
+    camera_id: Mapped[str] = mapped_column(String(64), default="")
+    zone_id: Mapped[str] = mapped_column(String(64), default="")
+    assignee: Mapped[str] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(String(8), default="api")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class GridPlace(Base):
+    """Which building and floor a camera (``zone_id = ""``) or one of its zones is in, from the site file;
+    what building and floor grid entries are matched against."""
+
+    __tablename__ = "grid_places"
+    camera_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    zone_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    compound_id: Mapped[str] = mapped_column(String(64), index=True)
+    building: Mapped[str] = mapped_column(String(64), default="")
+    floor: Mapped[str] = mapped_column(String(64), default="")

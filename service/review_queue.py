@@ -21,6 +21,7 @@ from service.errors import AlreadyReviewed, Conflict
 from service.models import Review, Violation, utcnow
 from service.routers.common import load_violation, scope_to_compounds
 from service.schemas import ReviewCreate
+from service.scorecard import ScoringTable
 
 CLAIM_TTL = dt.timedelta(minutes=15)
 
@@ -93,9 +94,11 @@ def release(session: Session, principal: Principal, violation_id: str) -> None:
     session.commit()
 
 
-def decide(session: Session, principal: Principal, violation_id: str, decision: ReviewCreate) -> Review:
-    """Record ``decision`` on the violation, set its review state, open or join a case on confirm,
-    audit, commit. 409 when already decided or claimed by someone else; nothing is changed then."""
+def decide(session: Session, principal: Principal, violation_id: str, decision: ReviewCreate,
+           scoring: ScoringTable | None = None) -> Review:
+    """Record ``decision`` on the violation, set its review state, open or join a case on confirm (assigned
+    from the grid with the deadline ``scoring`` sets, see :func:`service.cases.open_or_join`), audit,
+    commit. 409 when already decided or claimed by someone else; nothing is changed then."""
     violation = load_violation(session, principal, violation_id, action="review")
     if violation.review is not None:
         raise AlreadyReviewed(violation_id, violation.review.verdict)
@@ -115,7 +118,7 @@ def decide(session: Session, principal: Principal, violation_id: str, decision: 
                      {"review_state": violation.review_state, "verdict": decision.verdict,
                       "reason": decision.reason, "note": decision.note}, compound_id=violation.compound_id)
         if decision.verdict == "confirm":
-            open_or_join(session, violation, principal)
+            open_or_join(session, violation, principal, scoring)
         session.commit()
     except IntegrityError:
         # A concurrent decision won the unique violation_id; ours is discarded, theirs stands.
@@ -128,13 +131,13 @@ def decide(session: Session, principal: Principal, violation_id: str, decision: 
 
 
 def decide_many(session: Session, principal: Principal, violation_ids: list[str],
-                decision: ReviewCreate) -> list[dict]:
+                decision: ReviewCreate, scoring: ScoringTable | None = None) -> list[dict]:
     """:func:`decide` for each id in its own transaction (e.g. rejecting a burst of duplicates).
     Returns one ``{"violation_id", "status", "detail"}`` per id: 201 decided, or the error status."""
     results = []
     for violation_id in dict.fromkeys(violation_ids):
         try:
-            decide(session, principal, violation_id, decision)
+            decide(session, principal, violation_id, decision, scoring)
             results.append({"violation_id": violation_id, "status": 201, "detail": decision.verdict})
         except HTTPException as exc:
             session.rollback()

@@ -34,11 +34,38 @@ class _Strict(BaseModel):
 
 
 class ScoringItem(_Strict):
+    """One deduction item. Its rectification deadline (整改期限) is given one of two ways:
+    ``deadline_hours`` after the confirmation, or ``deadline_days``: by the end (local midnight, in the
+    table's time zone) of the N-th day after the local day of the confirmation."""
+
     id: str
     name: str
     rule: RuleName
     points_each: Annotated[float, Field(gt=0, le=100)]
     unit: Literal["case", "bin", "spot"]
+    deadline_hours: Annotated[float, Field(gt=0, le=24 * 90)] | None = None
+    deadline_days: Annotated[int, Field(ge=1, le=90)] | None = None
+
+    @model_validator(mode="after")
+    def _one_deadline(self) -> "ScoringItem":
+        if (self.deadline_hours is None) == (self.deadline_days is None):
+            raise ValueError(f"item {self.id!r}: give its rectification deadline as deadline_hours or deadline_days "
+                             "(exactly one)")
+        return self
+
+    def deadline(self, confirmed_at: dt.datetime, zone: ZoneInfo) -> dt.datetime:
+        """The rectification deadline of a case of this item confirmed at ``confirmed_at`` (aware), in UTC."""
+        if self.deadline_hours is not None:
+            return (confirmed_at + dt.timedelta(hours=self.deadline_hours)).astimezone(dt.timezone.utc)
+        last_day = confirmed_at.astimezone(zone).date() + dt.timedelta(days=self.deadline_days)
+        return dt.datetime.combine(last_day + dt.timedelta(days=1), dt.time(0), tzinfo=zone).astimezone(dt.timezone.utc)
+
+    @property
+    def deadline_rule(self) -> str:
+        """How the deadline is set, for the audit log: ``"24 h"`` or ``"3 days (site time zone)"``."""
+        if self.deadline_hours is not None:
+            return f"{self.deadline_hours:g} h"
+        return f"end of day {self.deadline_days} (site time zone)"
 
 
 class ScoringSection(_Strict):
@@ -66,6 +93,10 @@ class ScoringTable(_Strict):
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
+    def item_for(self, rule: str) -> ScoringItem | None:
+        """The deduction item of ``rule`` (None: the rule costs no points)."""
+        return next((item for s in self.sections for item in s.items if item.rule == rule), None)
+
 
 @lru_cache(maxsize=8)
 def load_scoring(path: str | Path = DEFAULT_SCORING) -> ScoringTable:
@@ -80,6 +111,11 @@ def load_scoring(path: str | Path = DEFAULT_SCORING) -> ScoringTable:
         raise ConfigError(str(path), [("(file)", f"not valid YAML: {exc}")]) from exc
     except (ValidationError, ValueError) as exc:
         raise ConfigError(str(path), [("(file)", str(exc))]) from exc
+
+
+def table_for(settings) -> ScoringTable:
+    """The scoring table the service's ``settings`` name (``scoring_config``), default configs/scoring.yaml."""
+    return load_scoring(str(settings.scoring_config or DEFAULT_SCORING))
 
 
 class Period(BaseModel):

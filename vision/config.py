@@ -14,7 +14,8 @@ from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
 from shapely.geometry import Polygon as ShapelyPolygon
 from shapely.validation import explain_validity
 
@@ -24,6 +25,19 @@ Identifier = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 ZoneKind = Literal["corridor", "stairwell", "lobby", "elevator", "bin_station", "fire_lane", "parking", "gate"]
 RuleName = Literal["fire_lane", "bin_overflow", "corridor_clutter", "ebike_indoor"]
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _label_text(value):
+    """A building or floor may be written as a number (``floor: 12``); it is kept as text (``"12"``)."""
+    if isinstance(value, bool):
+        return value  # refused below: yes/no is not a building
+    if isinstance(value, int):
+        return str(value)
+    return value.strip() if isinstance(value, str) else value
+
+
+#: a building or floor as people name it: ``"3"``, ``"3号楼"``, ``"B1"``, ``"12"``
+PlaceLabel = Annotated[str, BeforeValidator(_label_text), Field(min_length=1, max_length=64)]
 
 
 class Strict(BaseModel):
@@ -224,6 +238,9 @@ class Zone(Strict):
     schedule: Schedule = Schedule()
     overrides: dict[RuleName, dict[str, float | int | bool]] = Field(
         default_factory=dict, description="per-rule parameter overrides for this zone, e.g. {fire_lane: {dwell_s: 30}}")
+    building: PlaceLabel | None = Field(None, description="the building the zone is in (default: the camera's)")
+    floor: PlaceLabel | None = Field(None, description="the floor the zone is on (default: the camera's when the "
+                                     "zone names no building of its own)")
 
     @field_validator("polygon")
     @classmethod
@@ -254,7 +271,16 @@ class Camera(Strict):
     loop: bool = Field(False, description="replay a file source forever (demo)")
     keyframes_only: bool = Field(False, description="stream sources: decode only the detection stream's keyframes "
                                  "(saves CPU when sample_fps is at most one per GOP)")
+    building: PlaceLabel | None = Field(None, description="the building the camera watches (grid responsibility)")
+    floor: PlaceLabel | None = Field(None, description="the floor the camera watches; needs a building")
     zones: tuple[Zone, ...] = ()
+
+    def place_of(self, zone: Zone) -> tuple[str | None, str | None]:
+        """``(building, floor)`` of ``zone``: the zone's own, else the camera's. A zone that names a
+        building of its own takes no floor from the camera (the camera's floor is in another building)."""
+        if zone.building is not None:
+            return zone.building, zone.floor
+        return self.building, zone.floor if zone.floor is not None else self.floor
 
     @model_validator(mode="after")
     def _unique_zones(self) -> "Camera":
@@ -263,6 +289,42 @@ class Camera(Strict):
         if dup:
             raise ValueError(f"duplicate zone ids: {sorted(dup)}")
         return self
+
+
+class GridEntry(Strict):
+    """Who answers for an area of the compound (网格化): the whole compound (no keys but ``assignee``), a
+    ``building``, a ``floor`` of a building, or one ``zone`` of one ``camera``. A confirmed violation's
+    case goes to the most specific entry that covers its zone: zone > floor > building > compound."""
+
+    assignee: Annotated[str, Field(min_length=1, max_length=200)]
+    building: PlaceLabel | None = None
+    floor: PlaceLabel | None = None
+    camera: Identifier | None = None
+    zone: Identifier | None = None
+
+    @field_validator("assignee")
+    @classmethod
+    def _named(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("assignee must name a person or team, not blanks")
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _one_kind_of_area(self) -> "GridEntry":
+        if self.floor is not None and self.building is None:
+            raise ValueError(f"floor {self.floor!r} needs the building it is in")
+        if (self.camera is None) != (self.zone is None):
+            raise ValueError("a zone entry names both camera and zone")
+        if self.camera is not None and self.building is not None:
+            raise ValueError("an entry is either a zone (camera + zone) or a building/floor, not both")
+        return self
+
+    @property
+    def level(self) -> str:
+        """``zone``, ``floor``, ``building`` or ``compound``."""
+        if self.zone is not None:
+            return "zone"
+        return "floor" if self.floor is not None else ("building" if self.building is not None else "compound")
 
 
 # A property company (物业公司) or a district (区/街道) as people write it, e.g. "浦东新区花木街道": 1..100
@@ -280,6 +342,47 @@ class Compound(Strict):
     company: OrgName | None = Field(None, description="property company (物业公司), e.g. 万科物业")
     district: OrgName | None = Field(None, description="district or sub-district (区/街道), e.g. 浦东新区花木街道")
     cameras: tuple[Camera, ...] = ()
+    grid: tuple[GridEntry, ...] = Field((), description="who answers for each area (网格化); see GridEntry")
+
+
+def grid_problems(compound: Compound) -> list[tuple[tuple, str]]:
+    """What is wrong with the compound's ``grid`` beyond each entry's own shape: ``(key path under the
+    compound, reason)`` pairs for an area named twice, a camera or zone the compound does not have, and a
+    building or floor that no camera or zone of the compound is in (a typo such as ``3`` for ``3号楼``
+    would otherwise never match anything)."""
+    problems: list[tuple[tuple, str]] = []
+    zones = {(cam.id, zone.id): cam.place_of(zone) for cam in compound.cameras for zone in cam.zones}
+    cameras = {cam.id for cam in compound.cameras}
+    places = set(zones.values()) | {(cam.building, cam.floor) for cam in compound.cameras}
+    buildings = {b for b, _ in places if b is not None}
+    seen: dict[tuple, int] = {}
+    for i, entry in enumerate(compound.grid):
+        area = (entry.building, entry.floor, entry.camera, entry.zone)
+        if area in seen:
+            problems.append((("grid", i), f"the same {entry.level} as grid[{seen[area]}]: each area has one responsible "
+                                   f"person (compound {compound.id})"))
+        seen.setdefault(area, i)
+        if entry.camera is not None and entry.camera not in cameras:
+            problems.append((("grid", i, "camera"), f"{entry.camera!r} is not a camera of compound {compound.id}"))
+        elif entry.camera is not None and (entry.camera, entry.zone) not in zones:
+            problems.append((("grid", i, "zone"), f"camera {entry.camera} of compound {compound.id} has no zone {entry.zone!r}"))
+        if entry.building is not None and entry.building not in buildings:
+            problems.append((("grid", i, "building"), f"no camera or zone of compound {compound.id} is in building "
+                                              f"{entry.building!r} (known: {sorted(buildings) or 'none'})"))
+        elif entry.floor is not None and (entry.building, entry.floor) not in places:
+            problems.append((("grid", i, "floor"), f"no camera or zone of compound {compound.id} is on floor {entry.floor!r} "
+                                           f"of building {entry.building!r}"))
+    for ki, cam in enumerate(compound.cameras):
+        if cam.floor is not None and cam.building is None:
+            problems.append((("cameras", ki, "floor"), f"floor {cam.floor!r} needs a building "
+                                                       f"(compound {compound.id}, camera {cam.id})"))
+            continue
+        for zi, zone in enumerate(cam.zones):
+            building, floor = cam.place_of(zone)
+            if floor is not None and building is None:
+                problems.append((("cameras", ki, "zones", zi, "floor"), f"floor {floor!r} needs a building "
+                                 f"(compound {compound.id}, camera {cam.id}, zone {zone.id})"))
+    return problems
 
 
 class ExtraModel(Strict):
@@ -494,6 +597,8 @@ def _where(raw: dict, loc: tuple) -> str:
             names.append(f"camera {cam.get('id', '#' + str(loc[3]))}")
             if len(loc) > 5 and loc[4] == "zones":
                 names.append(f"zone {cam['zones'][loc[5]].get('id', '#' + str(loc[5]))}")
+        elif loc[:1] == ("compounds",) and len(loc) > 2 and loc[2] == "grid":
+            names.append(f"compound {raw['compounds'][loc[1]].get('id', '#' + str(loc[1]))}")
     except (KeyError, IndexError, TypeError, AttributeError):
         pass
     return f" ({', '.join(names)})" if names else ""
@@ -550,6 +655,10 @@ def load_site_config(path: str | os.PathLike) -> SiteConfig:
                 problems.append((f"line {lines.get(('detector', 'extra_models', i, key), '?')}: "
                                  f"detector.extra_models.{i}.{key}", f"file not found: {resolve_path(path, value)}"))
     for ci, compound in enumerate(config.compounds):
+        for sub, reason in grid_problems(compound):
+            loc = ("compounds", ci) + sub
+            line = next((lines[loc[:i]] for i in range(len(loc), -1, -1) if loc[:i] in lines), "?")
+            problems.append((f"line {line}: {_format_path(loc)}", reason))
         for ki, cam in enumerate(compound.cameras):
             for key, src in (("source", cam.source), ("main_source", cam.main_source)):
                 if src and not is_stream_url(src) and not resolve_path(path, _expand_env(src)).exists():

@@ -49,6 +49,9 @@ class CasePublic(BaseModel):
     rule: str
     state: CaseState
     assignee: str | None
+    assigned_by: Literal["grid", "manual"] | None = Field(
+        description="grid: assigned on confirmation to the person the grid names for the zone; manual: through "
+                    "the assign endpoint; null with no assignee: no grid entry covers the zone")
     deadline: dt.datetime | None
     overdue: bool
     rectification_note: str | None
@@ -107,7 +110,8 @@ def case_public(session, case: Case, request: Request) -> CasePublic:
                                           and case.deadline <= utcnow())
     return CasePublic(id=case.id, violation_id=case.violation_id, violation_ids=list(ids) or [case.violation_id],
                       compound_id=case.compound_id, camera_id=case.camera_id, zone_id=case.zone_id, rule=case.rule,
-                      state=case.state, assignee=case.assignee, deadline=case.deadline, overdue=overdue,
+                      state=case.state, assignee=case.assignee, assigned_by=case.assigned_by,
+                      deadline=case.deadline, overdue=overdue,
                       rectification_note=case.rectification_note, created_at=case.created_at,
                       updated_at=case.updated_at, rectified_at=case.rectified_at,
                       reinspected_at=case.reinspected_at, closed_at=case.closed_at,
@@ -128,6 +132,8 @@ def load_case(session, principal: Principal, case_id: int, action: str = "cases.
 def list_cases(principal: CurrentPrincipal, session: SessionDep, request: Request,
                compound_id: Identifier | None = None, state: CaseState | None = None,
                camera_id: Identifier | None = None, rule: str | None = None,
+               assigned: Annotated[bool | None, Query(description="false: only cases nobody is assigned to "
+                                                                  "(no grid entry covered the zone)")] = None,
                limit: Annotated[int, Query(ge=1, le=200)] = 50,
                offset: Annotated[int, Query(ge=0)] = 0) -> CaseList:
     """Cases in the caller's compounds, newest first."""
@@ -135,6 +141,8 @@ def list_cases(principal: CurrentPrincipal, session: SessionDep, request: Reques
     for column, value in ((Case.state, state), (Case.camera_id, camera_id), (Case.rule, rule)):
         if value is not None:
             query = query.where(column == value)
+    if assigned is not None:
+        query = query.where(Case.assignee.is_not(None) if assigned else Case.assignee.is_(None))
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = session.scalars(query.order_by(Case.created_at.desc(), Case.id.desc()).limit(limit).offset(offset)).all()
     return CaseList(items=[case_public(session, c, request) for c in rows], total=total)

@@ -10,9 +10,10 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
 from service import review_queue
-from service.deps import CurrentPrincipal, SessionDep
+from service.deps import CurrentPrincipal, SessionDep, SettingsDep
 from service.routers.common import violation_public
 from service.schemas import Identifier, ReviewCreate, ReviewPublic, ViolationList, ViolationPublic
+from service.scorecard import table_for
 
 router = APIRouter(tags=["reviews"])
 
@@ -67,9 +68,11 @@ def release_event(violation_id: str, principal: CurrentPrincipal, session: Sessi
                         409: {"description": "already reviewed (the first decision stands), or claimed by someone else"},
                         422: {"description": "invalid decision (a reject needs a reason)"}})
 def review_event(violation_id: str, decision: ReviewCreate, principal: CurrentPrincipal,
-                 session: SessionDep) -> ReviewPublic:
-    """Record the decision and set the violation's review state; a confirmation opens or joins a case."""
-    return ReviewPublic.model_validate(review_queue.decide(session, principal, violation_id, decision))
+                 session: SessionDep, settings: SettingsDep) -> ReviewPublic:
+    """Record the decision and set the violation's review state; a confirmation opens or joins a case (a new
+    case is assigned to the grid's person for its zone, with its item's deadline)."""
+    return ReviewPublic.model_validate(review_queue.decide(session, principal, violation_id, decision,
+                                                           table_for(settings)))
 
 
 class BulkReview(ReviewCreate):
@@ -85,8 +88,10 @@ class BulkResult(BaseModel):
 
 
 @router.post("/reviews/bulk", response_model=list[BulkResult], responses=ERRORS)
-def review_many(body: BulkReview, principal: CurrentPrincipal, session: SessionDep) -> list[BulkResult]:
+def review_many(body: BulkReview, principal: CurrentPrincipal, session: SessionDep,
+                settings: SettingsDep) -> list[BulkResult]:
     """Decide each violation on its own: one result per id, ``status`` 201 decided, 404, 403 or 409."""
     principal.require_any("review")
     decision = ReviewCreate(verdict=body.verdict, reason=body.reason, note=body.note)
-    return [BulkResult(**r) for r in review_queue.decide_many(session, principal, body.violation_ids, decision)]
+    results = review_queue.decide_many(session, principal, body.violation_ids, decision, table_for(settings))
+    return [BulkResult(**r) for r in results]
