@@ -58,6 +58,16 @@ ENDPOINTS = {
     "read rescan": (READERS, lambda x, c: ("GET", f"/api/v1/rescans/{x[c]['rescan']}", {})),
     "rescan report": (READERS, lambda x, c: ("GET", f"/api/v1/rescans/{x[c]['rescan']}/report", {})),
     "cancel rescan": (MANAGERS, lambda x, c: ("POST", f"/api/v1/rescans/{x[c]['rescan']}/cancel", {})),
+    # grid responsibility (issue 12): anyone scoped to the compound reads it, supervisors and admins write
+    "list grid": (READERS | {"worker"}, lambda x, c: ("GET", f"/api/v1/compounds/{c}/grid", {})),
+    "resolve grid": (READERS | {"worker"}, lambda x, c: ("GET", f"/api/v1/compounds/{c}/grid/resolve",
+                                                         {"params": {"camera_id": x[c]["camera"], "zone_id": "lane1"}})),
+    "add grid entry": (MANAGERS, lambda x, c: ("POST", f"/api/v1/compounds/{c}/grid",
+                                               {"json": {"camera_id": x[c]["camera"], "zone_id": "lane1",
+                                                         "assignee": "网格员"}})),
+    "change grid entry": (MANAGERS, lambda x, c: ("PUT", f"/api/v1/compounds/{c}/grid/{x[c]['grid']}",
+                                                  {"json": {"assignee": "新网格员"}})),
+    "remove grid entry": (MANAGERS, lambda x, c: ("DELETE", f"/api/v1/compounds/{c}/grid/{x[c]['grid']}", {})),
 }
 
 
@@ -91,7 +101,9 @@ def world(app, client, make_key, make_event, evidence_bytes):
         assert inspected.status_code == 201, inspected.text
         ctx[compound] = {"read": ids[0], "queue": ids[1], "case": case_id,
                          "after_url": inspected.json()["inspections"][0]["after_url"], "camera": camera,
-                         "rescan": _finished_rescan(app, compound)}
+                         "rescan": _finished_rescan(app, compound),
+                         "grid": client.post(f"/api/v1/compounds/{compound}/grid", json={"assignee": "物业"},
+                                             headers=setup_admin).json()["id"]}
     callers = {role: make_user(app, client, role, {"c1": role}) for role in ROLES if role != "worker"}
     callers["worker"] = make_key("worker", ["c1"])
     with app.state.sessions() as session:
