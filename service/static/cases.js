@@ -15,12 +15,19 @@
     const query = new URLSearchParams({ limit: "200" });
     if ($("compound").value) query.set("compound_id", $("compound").value);
     if ($("rule").value) query.set("rule", $("rule").value);
+    if ($("unassigned").checked) query.set("assigned", "false");
     const page = await CE.json("/api/v1/cases?" + query);
     cases = page.items.filter(c => !$("onlyopen").checked || c.state !== "closed");
     const far = Number.MAX_SAFE_INTEGER;
     cases.sort((a, b) => (a.deadline ? Date.parse(a.deadline) : far) - (b.deadline ? Date.parse(b.deadline) : far)
                          || Date.parse(a.created_at) - Date.parse(b.created_at));
     render();
+  }
+  // who answers for the case: the assignee, tagged when the grid chose them; unassigned in red
+  function assigneeCell(c) {
+    if (!c.assignee) return `<span class="tag unassigned" title="${CE.esc(CE.t("cases.unassigned_long"))}">${CE.esc(CE.t("cases.unassigned"))}</span>`;
+    const tag = c.assigned_by === "grid" ? `<span class="tag grid" title="${CE.esc(CE.t("cases.by_grid_long"))}">${CE.esc(CE.t("cases.by_grid"))}</span>` : "";
+    return CE.esc(c.assignee) + tag;
   }
   function render() {
     $("nocases").hidden = cases.length > 0;
@@ -31,7 +38,7 @@
         <td>${CE.esc(c.zone_id)}</td><td>${CE.esc(CE.rule(c.rule))}</td>
         <td><span class="tag ${st}">${CE.esc(CE.caseState(st))}</span></td>
         <td class="deadline">${CE.esc(c.deadline ? CE.fmt(c.deadline) : CE.t("cases.no_deadline"))}${c.overdue ? ` <span class="tag overdue">${CE.esc(CE.t("cases.overdue_tag"))}</span>` : ""}</td>
-        <td>${CE.esc(c.assignee || "—")}</td><td>${CE.esc(CE.fmt(c.created_at))}</td><td class="num">${c.violation_ids.length}</td></tr>`;
+        <td class="assignee">${assigneeCell(c)}</td><td>${CE.esc(CE.fmt(c.created_at))}</td><td class="num">${c.violation_ids.length}</td></tr>`;
     }).join("");
     $("cases").querySelectorAll("tbody tr").forEach(tr => { tr.onclick = () => { selected = Number(tr.dataset.id); render(); }; });
     detail();
@@ -44,6 +51,8 @@
     if (!c) { box.innerHTML = ""; return; }
     const role = roleIn(c.compound_id);
     let html = `<h2>#${c.id} · ${CE.esc(CE.rule(c.rule))} · ${CE.esc(CE.cameraName(c.camera_id))}</h2>
+      <div class="assignment">${c.assignee ? `${CE.esc(CE.t("cases.assignee"))}: ${CE.esc(c.assignee)} · ${CE.esc(CE.t(c.assigned_by === "grid" ? "cases.by_grid_long" : "cases.by_manual"))}${c.deadline ? ` · ${CE.esc(CE.t("cases.deadline"))} ${CE.esc(CE.fmt(c.deadline))}` : ""}`
+        : `<span class="tag unassigned">${CE.esc(CE.t("cases.unassigned_long"))}</span>`}</div>
       <div class="muted">${CE.esc(c.rectification_note || "")}</div>
       <div>${c.violation_ids.map(id => `<a href="/review?id=${encodeURIComponent(id)}">${CE.esc(id.slice(0, 8))}</a>`).join(" · ")}</div>
       <div class="decide" id="moves"></div><h2>${CE.esc(CE.t("cases.inspections"))}</h2>`;
@@ -73,7 +82,7 @@
   }
   CE.init("/cases").then(() => {
     CE.fillCompoundSelect($("compound")); CE.fillRuleSelect($("rule"));
-    for (const id of ["compound", "rule", "onlyopen"]) $(id).onchange = () => load().catch(e => CE.toast(e.message, "error"));
+    for (const id of ["compound", "rule", "onlyopen", "unassigned"]) $(id).onchange = () => load().catch(e => CE.toast(e.message, "error"));
     load().catch(e => CE.toast(CE.t("common.error", { detail: e.message }), "error"));
   });
 })();
