@@ -21,7 +21,7 @@ from service.app import create_app
 from service.db import alembic_config, make_engine, session_factory, upgrade
 from service.health_events import CameraHealthEvent, WorkerLease
 from service.keys import hash_key
-from service.models import RescanJob
+from service.models import GridEntry, GridPlace, RescanJob
 from service.settings import Settings
 from service.users import hash_password
 from vision.types import violation_id
@@ -126,7 +126,15 @@ def test_upgrade_from_previous_release_keeps_data_and_new_tables_work(empty_data
         with engine.connect() as conn:
             assert set(MigrationContext.configure(conn).get_current_heads()) == heads
         after = {table: _rows(engine, table, key) for table, key in tables.items()}
-        assert after == before, "rows changed during the upgrade"
+        # columns added since 0002 (compounds.company/district, cases.assigned_by) are empty on old rows;
+        # every column the old rows had keeps its value
+        old_columns = {table: set(rows[0]) for table, rows in before.items() if rows}
+        kept = {table: [{k: row[k] for k in old_columns.get(table, row)} for row in rows] for table, rows in after.items()}
+        assert kept == before, "rows changed during the upgrade"
+        added = {(table, column): row[column] for table, rows in after.items() for row in rows
+                 for column in set(row) - old_columns.get(table, set(row))}
+        assert {"compounds", "cases"} <= {table for table, _ in added}
+        assert all(value is None for value in added.values()), added
         assert len(after["violations"]) == 3 and len(after["evidence_objects"]) == 9
     finally:
         engine.dispose()
@@ -153,6 +161,7 @@ def test_upgrade_from_previous_release_keeps_data_and_new_tables_work(empty_data
         assert case.status_code == 200, case.text
         assert (case.json()["violation_id"], case.json()["state"], case.json()["assignee"]) == \
             (written["ids"][0], "open", "物业保安队")
+        assert case.json()["assigned_by"] is None  # assigned before the grid existed (0005_grid): not claimed for it
         # the case still moves through its cycle on the upgraded schema
         rectified = client.post(f"/api/v1/cases/{written['case_id']}/rectify", headers=bearer,
                                 json={"note": "车已挪走"})
@@ -169,11 +178,16 @@ def test_upgrade_from_previous_release_keeps_data_and_new_tables_work(empty_data
             session.add(WorkerLease(camera_id="cam1", worker_id="worker-a", expires_at=now))
             session.add(RescanJob(compound_id="c1", source="s3://footage/2026-02/", mode="sampled", status="queued",
                                   created_by="k-old", created_at=now))
+            session.add(GridEntry(compound_id="c1", building="3", assignee="3号楼 陈", source="api"))
+            session.add(GridPlace(camera_id="cam1", zone_id="lane1", compound_id="c1", building="3", floor="12"))
             session.commit()
         with session_factory(engine)() as session:
             assert session.get(CameraHealthEvent, "h" * 32).kind == "covered"
             assert session.get(WorkerLease, "cam1").expires_at == now
             job = session.scalars(select(RescanJob)).one()
             assert (job.status, job.files_done, job.cancel_requested) == ("queued", 0, False)
+            entry = session.scalars(select(GridEntry)).one()
+            assert (entry.building, entry.floor, entry.camera_id, entry.assignee) == ("3", "", "", "3号楼 陈")
+            assert session.get(GridPlace, ("cam1", "lane1")).floor == "12"
     finally:
         engine.dispose()
