@@ -98,33 +98,27 @@ def company(month: str = typer.Option(..., help="YYYY-MM in the site's time zone
             company_name: str = typer.Option(..., "--company", help="property company, as in the site file"),
             fmt: str = typer.Option("html", "--format", help="html, pdf or json"),
             out: Path = typer.Option(..., help="file to write"),
-            database_url: Optional[str] = typer.Option(None, help="SQLAlchemy URL (default: the service's)"),
-            storage_url: Optional[str] = typer.Option(None, help="evidence store (default: the service's)")) -> None:
+            database_url: Optional[str] = typer.Option(None, help="SQLAlchemy URL (default: the service's)")) -> None:
     """Write the monthly report of a property company: totals, a table of its compounds (score and change,
     found/confirmed/rejected, cases opened / closed on time / overdue), charts, each compound's report."""
     from service import catalog, company_report, reports
     from service.db import session_factory
-    from service.storage import store_from_url
 
     if fmt not in ("html", "pdf", "json"):
         _fail("--format must be html, pdf or json")
-    settings, table, engine = _open(database_url, storage_url)
+    _, table, engine = _open(database_url, None)
     try:
         with session_factory(engine)() as session:
             ids = catalog.compounds_of(session, company=company_name)
             if not ids:
                 _fail(f"no compound of company {company_name!r} (set company: in the site file)")
             try:
-                report = company_report.company_report(session, table, company_name, ids, month,
-                                                       store=None if fmt == "json" else store_from_url(settings))
+                report = company_report.company_report(session, table, company_name, ids, month)
             except ValueError as exc:
                 _fail(str(exc))
     finally:
         engine.dispose()
     if fmt == "json":
-        for compound in report["reports"]:
-            for item in compound["open_cases"]:
-                item.pop("before_image"), item.pop("after_image")
         out.write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
     else:
         html = company_report.render_html(report)

@@ -26,7 +26,7 @@ from service.storage import ObjectStore
 
 SUMMED = ("found", "confirmed", "rejected", "unreviewed", "cases_opened", "closed_on_time", "closed_late",
           "overdue", "open_in_time")
-OPEN_CASES_PER_COMPOUND = 20  # a company's fifty compounds would otherwise list thousands of snapshots
+OPEN_CASES_PER_COMPOUND = 20  # a company's fifty compounds would otherwise list thousands of cases
 
 
 def _mean(values: list[float]) -> float | None:
@@ -131,7 +131,9 @@ def company_charts(report: dict) -> dict[str, bytes]:
 
 
 def render_html(report: dict) -> str:
-    """The company report as one self-contained HTML page in Chinese (charts and snapshots inline). The
-    compounds' sections carry no charts of their own (the company's charts compare them)."""
+    """The company report as one self-contained HTML page in Chinese (charts inline). The compounds'
+    sections carry no charts of their own (the company's charts compare them) and list their open cases
+    as a table without photos: the photos are in each compound's own report (rendering a thousand photo
+    blocks for fifty compounds took minutes)."""
     charts = {name: reports.svg_uri(svg) for name, svg in company_charts(report).items()} if report["compounds"] else {}
     return reports.render_template("company_report.html", r=report, charts=charts, reasons=reports.REJECT_REASONS_ZH)

@@ -148,7 +148,7 @@ def generate_month(sessions: sessionmaker, store: ObjectStore, table: scorecard.
             return made
         if missing("monthly_company", company):
             with sessions() as session:
-                data = company_report.company_report(session, table, company, ids, month, as_of=now, store=store)
+                data = company_report.company_report(session, table, company, ids, month, as_of=now)
             keep("monthly_company", company, "pdf", ids, reports.render_pdf(company_report.render_html(data)))
     for district, ids in sorted(districts.items()):
         if stop is not None and stop.is_set():

@@ -9,7 +9,14 @@ snapshots in a local evidence folder. Then it times, in one run:
 
 - ``all_figures_s``: :func:`service.reports.monthly_reports` for every compound at once (the figures);
 - ``per_compound_figures_s``: the same one compound at a time, all of them;
-- ``one_report_html_s`` / ``one_report_pdf_s``: one compound's full report with its snapshots, HTML then PDF.
+- ``one_report_html_s`` / ``one_report_pdf_s``: one compound's full report with its snapshots, HTML then PDF;
+- ``company_figures_s``: :func:`service.company_report.company_report` of the one property company all the
+  compounds belong to; ``company_html_s`` / ``company_pdf_s``: its full report (totals, table, charts,
+  every compound's section with up to 20 open cases in a table);
+- ``bulletin_figures_s`` / ``bulletin_xlsx_s`` / ``bulletin_pdf_s``: the bulletin of one district (half the
+  compounds) for the month.
+
+``--out DIR`` keeps the company report and the bulletin (PDF, XLSX) there, to look at.
 """
 from __future__ import annotations
 
@@ -28,7 +35,9 @@ import numpy as np
 import psycopg
 from sqlalchemy import insert, text
 
-from service import reports, scorecard
+from pathlib import Path
+
+from service import bulletins, company_report, reports, scorecard
 from service.db import make_engine, session_factory, upgrade
 from service.models import ApiKey, Camera, Case, Compound, EvidenceObject, Review, Violation
 from service.storage import LocalStore
@@ -36,6 +45,7 @@ from service.storage import LocalStore
 PG = "127.0.0.1", 5432
 RULES = ("fire_lane", "bin_overflow", "corridor_clutter", "ebike_indoor")
 REASONS = ("false_alarm", "not_a_violation", "duplicate")
+COMPANY, DISTRICTS = "示范物业服务有限公司", ("东城区东华门街道", "西城区金融街街道")
 
 
 def _admin() -> tuple[psycopg.Connection, str]:
@@ -71,7 +81,8 @@ def fill(session, store: LocalStore, compounds: int, cameras: int, zones: int, v
     """Insert the bench data; returns row counts."""
     rng = random.Random(seed)
     ids = [f"co{i:02d}" for i in range(1, compounds + 1)]
-    session.execute(insert(Compound), [{"id": c, "name": f"第{i + 1}小区"} for i, c in enumerate(ids)])
+    session.execute(insert(Compound), [{"id": c, "name": f"第{i + 1}小区", "company": COMPANY,
+                                        "district": DISTRICTS[i % 2]} for i, c in enumerate(ids)])
     session.execute(insert(Camera), [{"id": f"{c}-cam{k}", "compound_id": c, "name": f"{k}号摄像机"}
                                      for c in ids for k in range(cameras)])
     session.execute(insert(ApiKey), [{"id": "bench", "name": "bench", "key_hash": "0" * 64, "role": "reviewer",
@@ -121,7 +132,8 @@ def fill(session, store: LocalStore, compounds: int, cameras: int, zones: int, v
             "reviews": len(reviews), "cases": len(cases)}
 
 
-def run(compounds: int, violations: int, month: str, cameras: int, zones: int, keep: bool) -> dict:
+def run(compounds: int, violations: int, month: str, cameras: int, zones: int, keep: bool,
+        out: Path | None = None) -> dict:
     admin, user = _admin()
     name = f"ce_reports_bench_{secrets.token_hex(3)}"
     admin.execute(f'CREATE DATABASE "{name}"')
@@ -158,6 +170,37 @@ def run(compounds: int, violations: int, month: str, cameras: int, zones: int, k
                                     "open_cases": one["open_cases_total"], "html_bytes": len(html),
                                     "pdf_bytes": len(pdf)}
             result["found_total"] = sum(r["violations"]["found"] for r in every.values())
+
+            began = time.perf_counter()
+            company_report.company_report(session, table, COMPANY, ids, month)
+            result["company_figures_s"] = round(time.perf_counter() - began, 3)
+            began = time.perf_counter()
+            company = company_report.company_report(session, table, COMPANY, ids, month)
+            company_html = company_report.render_html(company)
+            result["company_html_s"] = round(time.perf_counter() - began, 3)
+            began = time.perf_counter()
+            company_pdf = reports.render_pdf(company_html)
+            result["company_pdf_s"] = round(time.perf_counter() - began, 3)
+            result["company_report"] = {"compounds": len(company["compounds"]), "html_bytes": len(company_html),
+                                        "pdf_bytes": len(company_pdf)}
+
+            began = time.perf_counter()
+            district = [c for i, c in enumerate(ids) if i % 2 == 0]
+            data = bulletins.bulletin(session, table, district, scorecard.parse_period(month, table.zone),
+                                      scope_kind="district", scope_name=DISTRICTS[0])
+            result["bulletin_figures_s"] = round(time.perf_counter() - began, 3)
+            began = time.perf_counter()
+            xlsx = bulletins.render_xlsx(data, table)
+            result["bulletin_xlsx_s"] = round(time.perf_counter() - began, 3)
+            began = time.perf_counter()
+            bulletin_pdf = reports.render_pdf(bulletins.render_html(data))
+            result["bulletin_pdf_s"] = round(time.perf_counter() - began, 3)
+            if out is not None:
+                out.mkdir(parents=True, exist_ok=True)
+                (out / f"company-{month}.pdf").write_bytes(company_pdf)
+                (out / f"bulletin-{month}.pdf").write_bytes(bulletin_pdf)
+                (out / f"bulletin-{month}.xlsx").write_bytes(xlsx)
+                (out / f"{ids[0]}-{month}.pdf").write_bytes(pdf)
         return result
     finally:
         if engine is not None:
@@ -176,8 +219,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--zones", type=int, default=4, help="zones per camera")
     parser.add_argument("--keep", action="store_true", help="keep the database")
     parser.add_argument("--json", action="store_true", help="one JSON line")
+    parser.add_argument("--out", type=Path, help="write the company report and the bulletin (PDF, XLSX) here")
     args = parser.parse_args(argv)
-    result = run(args.compounds, args.violations, args.month, args.cameras, args.zones, args.keep)
+    result = run(args.compounds, args.violations, args.month, args.cameras, args.zones, args.keep, args.out)
     print(json.dumps(result, ensure_ascii=False, indent=None if args.json else 2))
 
 

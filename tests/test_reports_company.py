@@ -324,11 +324,16 @@ def test_bulletin_xlsx_and_pdfs_and_commands(app, client, district_month, settin
     again = [cell.value for cell in load_workbook(out)["排名"]["C"][4:]]
     assert again == [c for _, _, c, _ in expected]
     out = tmp_path / "company.pdf"
-    result = CliRunner().invoke(cli_app, ["report", "company", "--company", JIA, "--month", "2026-11", "--format", "pdf",
-                                          "--out", str(out), "--database-url", settings.database_url,
-                                          "--storage-url", settings.storage_url])
+    result = CliRunner().invoke(cli_app, ["report", "company", "--company", YI, "--month", "2026-11", "--format", "pdf",
+                                          "--out", str(out), "--database-url", settings.database_url])
     assert result.exit_code == 0, result.output
-    assert JIA in PdfReader(out).pages[0].extract_text()
+    assert YI in PdfReader(out).pages[0].extract_text() and "3 compounds (2 with data)" in result.output
+    out = tmp_path / "bulletin.pdf"
+    result = CliRunner().invoke(cli_app, ["report", "bulletin", "--district", WEST, "--month", "2026-11", "--out", str(out),
+                                          "--database-url", settings.database_url])
+    assert result.exit_code == 0, result.output
+    assert "无数据" in "".join(p.extract_text() for p in PdfReader(out).pages)
+    assert [line.split()[-1] for line in result.output.splitlines()[1:]][-1] == "data"  # b3: 无数据 no data, last
     for args in (["--district", "无此街道", "--month", "2026-11"], ["--district", EAST, "--from", "2026-11-09",
                                                                    "--to", "2026-11-01"]):
         result = CliRunner().invoke(cli_app, ["report", "bulletin", *args, "--out", str(tmp_path / "x.pdf"),

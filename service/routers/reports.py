@@ -114,21 +114,17 @@ def get_monthly_report(principal: CurrentPrincipal, session: SessionDep, setting
 
 
 @router.get("/company", responses={**ERRORS, 200: {"content": {"text/html": {}, "application/pdf": {}}}})
-def get_company_report(principal: CurrentPrincipal, session: SessionDep, settings: SettingsDep, store: StoreDep,
+def get_company_report(principal: CurrentPrincipal, session: SessionDep, settings: SettingsDep,
                        company: OrgQuery, month: Month, format: Literal["html", "pdf", "json"] = "html") -> Response:
     """The monthly report of property company ``company`` over its compounds the caller reads: company
     totals, a table of the compounds (score and change, found/confirmed/rejected, cases opened / closed on
     time / overdue), charts, then each compound's report (at most 20 open cases each)."""
     ids = scoped_compounds(session, principal, company=company)
     try:
-        report = company_report.company_report(session, _table(settings), company, ids, month,
-                                                store=None if format == "json" else store)
+        report = company_report.company_report(session, _table(settings), company, ids, month)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
     if format == "json":
-        for compound in report["reports"]:
-            for item in compound["open_cases"]:
-                item.pop("before_image"), item.pop("after_image")
         return _file(json.dumps(report, ensure_ascii=False), "json", "")
     html = company_report.render_html(report)
     return _file(html if format == "html" else reports.render_pdf(html), format, f"company-report-{month}")
