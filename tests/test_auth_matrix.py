@@ -44,6 +44,14 @@ ENDPOINTS = {
     "trend": (READERS, lambda x, c: ("GET", f"/api/v1/compounds/{c}/trend.svg", {"params": {"until": "2026-03"}})),
     "monthly report": (READERS, lambda x, c: ("GET", "/api/v1/reports/monthly",
                                               {"params": {"compound": c, "month": "2026-03", "format": "json"}})),
+    # company reports, bulletins and ledger documents (issue 12): c1 and c2 are each their own company and district
+    "company report": (READERS, lambda x, c: ("GET", "/api/v1/reports/company",
+                                              {"params": {"company": x[c]["company"], "month": "2026-03",
+                                                          "format": "json"}})),
+    "bulletin": (READERS, lambda x, c: ("GET", "/api/v1/reports/bulletin",
+                                        {"params": {"district": x[c]["district"], "month": "2026-03", "format": "json"}})),
+    "list ledger": (READERS, lambda x, c: ("GET", "/api/v1/reports/ledger", {"params": {"compound": c}})),
+    "ledger document": (READERS, lambda x, c: ("GET", f"/api/v1/reports/ledger/{x[c]['ledger']}", {})),
     "false alarms": (MANAGERS, lambda x, c: ("GET", "/api/v1/feedback/false-alarms", {"params": {"compound_id": c}})),
     "dataset": (MANAGERS, lambda x, c: ("GET", "/api/v1/feedback/dataset.zip", {"params": {"compound_id": c}})),
     "audit": (MANAGERS, lambda x, c: ("GET", "/api/v1/audit", {"params": {"compound_id": c}})),
@@ -69,6 +77,30 @@ ENDPOINTS = {
                                                   {"json": {"assignee": "新网格员"}})),
     "remove grid entry": (MANAGERS, lambda x, c: ("DELETE", f"/api/v1/compounds/{c}/grid/{x[c]['grid']}", {})),
 }
+
+
+def _ledger_document(app, compound: str) -> int:
+    """A ledger document of ``compound`` (stored bytes and their row, as the scheduler leaves one)."""
+    from service.ledger import ledger_key
+    from service.models import LedgerDocument, utcnow
+    data = f"%PDF-1.7 ledger of {compound}".encode()
+    key = ledger_key("monthly_compound", compound, "2026-03", "pdf", "0" * 64)
+    sha, size = app.state.store.put(key, data, "application/pdf")
+    with app.state.sessions() as session:
+        row = LedgerDocument(kind="monthly_compound", scope=compound, period="2026-03", format="pdf", key=key,
+                             sha256=sha, size=size, content_type="application/pdf", compounds=[compound],
+                             created_at=utcnow(), created_by="scheduler")
+        session.add(row)
+        session.commit()
+        return row.id
+
+
+def _set_organisation(app, compound: str, company: str, district: str) -> None:
+    from service.models import Compound
+    with app.state.sessions() as session:
+        row = session.get(Compound, compound)
+        row.company, row.district = company, district
+        session.commit()
 
 
 def _finished_rescan(app, compound: str) -> int:
@@ -101,9 +133,11 @@ def world(app, client, make_key, make_event, evidence_bytes):
         assert inspected.status_code == 201, inspected.text
         ctx[compound] = {"read": ids[0], "queue": ids[1], "case": case_id,
                          "after_url": inspected.json()["inspections"][0]["after_url"], "camera": camera,
-                         "rescan": _finished_rescan(app, compound),
+                         "rescan": _finished_rescan(app, compound), "ledger": _ledger_document(app, compound),
+                         "company": f"{compound}物业", "district": f"{compound}街道",
                          "grid": client.post(f"/api/v1/compounds/{compound}/grid", json={"assignee": "物业"},
                                              headers=setup_admin).json()["id"]}
+        _set_organisation(app, compound, ctx[compound]["company"], ctx[compound]["district"])
     callers = {role: make_user(app, client, role, {"c1": role}) for role in ROLES if role != "worker"}
     callers["worker"] = make_key("worker", ["c1"])
     with app.state.sessions() as session:

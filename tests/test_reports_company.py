@@ -343,3 +343,24 @@ def test_bulletin_xlsx_and_pdfs_and_commands(app, client, district_month, settin
 
 ITEM_NAMES = {"bin_overflow": "垃圾桶满溢", "corridor_clutter": "楼道堆物", "fire_lane": "占用消防通道",
               "ebike_indoor": "电动车违规停放充电"}
+
+
+def test_site_file_company_and_district_are_validated_and_kept_in_sync(app, tmp_path):
+    from service.models import Compound
+    from vision.errors import ConfigError
+
+    path = site_file(tmp_path)
+    with app.state.sessions() as session:
+        register_site(session, load_site_config(path))
+        assert (session.get(Compound, "a1").company, session.get(Compound, "a1").district) == (JIA, EAST)
+    text = open(path, encoding="utf-8").read()
+    # removed from the file: cleared in the database at the next start
+    open(path, "w", encoding="utf-8").write(text.replace(f"    company: {JIA}\n", "", 1))
+    with app.state.sessions() as session:
+        register_site(session, load_site_config(path))
+        assert (session.get(Compound, "a1").company, session.get(Compound, "a1").district) == (None, EAST)
+    for bad in ("' 甲物业'", "甲/乙", "''", "x" * 101):
+        open(path, "w", encoding="utf-8").write(text.replace(f"company: {JIA}", f"company: {bad}", 1))
+        with pytest.raises(ConfigError) as caught:
+            load_site_config(path)
+        assert "compounds[0].company" in str(caught.value), str(caught.value)

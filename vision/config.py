@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator,
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator,
                       model_validator)
 from shapely.geometry import Polygon as ShapelyPolygon
 from shapely.validation import explain_validity
@@ -330,7 +330,16 @@ class GridEntry(Strict):
 # A property company (物业公司) or a district (区/街道) as people write it, e.g. "浦东新区花木街道": 1..100
 # characters, no slash, backslash or control character, no blank at either end (it is matched exactly).
 ORG_NAME_PATTERN = r"^[^\s/\\\x00-\x1f\x7f]([^/\\\x00-\x1f\x7f]*[^\s/\\\x00-\x1f\x7f])?$"
-OrgName = Annotated[str, Field(min_length=1, max_length=100, pattern=ORG_NAME_PATTERN)]
+
+
+def _org_name(value: str) -> str:
+    if not re.fullmatch(ORG_NAME_PATTERN, value):
+        raise ValueError(f"{value!r}: a company or district name has no '/', '\\' or control character and no "
+                         "blank at either end")
+    return value
+
+
+OrgName = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_org_name)]
 
 
 class Compound(Strict):
