@@ -213,7 +213,9 @@ def register_site_grid(session: Session, site: SiteConfig) -> None:
     the site file's doing. An API entry holding an area the file now names gives way to the file (audited,
     logged): the file is what the operator deploys."""
     for compound in site.compounds:
-        session.execute(delete(GridPlace).where(GridPlace.compound_id == compound.id))
+        camera_ids = [cam.id for cam in compound.cameras]
+        session.execute(delete(GridPlace).where(  # a camera moved from another compound takes its rows along
+            (GridPlace.compound_id == compound.id) | GridPlace.camera_id.in_(camera_ids)))
         session.flush()
         for cam in compound.cameras:
             session.add(GridPlace(camera_id=cam.id, zone_id="", compound_id=compound.id,

@@ -82,6 +82,7 @@ def test_grid_and_places_load(tmp_path):
     ('{camera: gate, assignee: 12层 王}', "compounds[0].grid[2]", ["names both camera and zone"]),
     ('{camera: gate, zone: lane, building: "3", assignee: 12层 王}', "compounds[0].grid[2]", ["not both"]),
     ('{building: "3", floor: 12, assignee: "   "}', "compounds[0].grid[2].assignee", ["not blanks"]),
+    ('{building: "3", floor: 12, assignee: "王\\t芳"}', "compounds[0].grid[2].assignee", ["should match pattern"]),
     ('{building: "3", floor: 12}', "compounds[0].grid[2].assignee", ["Field required"]),
     ('{building: yes, assignee: 王}', "compounds[0].grid[2].building", ["string"]),
     ('{building: "3", floor: 12, assignee: 王, phone: 138}', "compounds[0].grid[2].phone", ["unknown key"]),

@@ -36,8 +36,20 @@ def _label_text(value):
     return value.strip() if isinstance(value, str) else value
 
 
+def _named(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must name a person or team, not blanks")
+    return value.strip()
+
+
+#: no control character (a NUL cannot be stored in PostgreSQL text; a newline would break lists)
+NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f]*$"
 #: a building or floor as people name it: ``"3"``, ``"3号楼"``, ``"B1"``, ``"12"``
-PlaceLabel = Annotated[str, BeforeValidator(_label_text), Field(min_length=1, max_length=64)]
+PlaceLabel = Annotated[str, BeforeValidator(_label_text),
+                       Field(min_length=1, max_length=64, pattern=NO_CONTROL_CHARACTERS)]
+#: who answers for an area of the grid: a person or a team, as the cases show it
+Assignee = Annotated[str, BeforeValidator(lambda v: _named(v) if isinstance(v, str) else v),
+                     Field(min_length=1, max_length=200, pattern=NO_CONTROL_CHARACTERS)]
 
 
 class Strict(BaseModel):
@@ -296,18 +308,11 @@ class GridEntry(Strict):
     ``building``, a ``floor`` of a building, or one ``zone`` of one ``camera``. A confirmed violation's
     case goes to the most specific entry that covers its zone: zone > floor > building > compound."""
 
-    assignee: Annotated[str, Field(min_length=1, max_length=200)]
+    assignee: Assignee
     building: PlaceLabel | None = None
     floor: PlaceLabel | None = None
     camera: Identifier | None = None
     zone: Identifier | None = None
-
-    @field_validator("assignee")
-    @classmethod
-    def _named(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("assignee must name a person or team, not blanks")
-        return value.strip()
 
     @model_validator(mode="after")
     def _one_kind_of_area(self) -> "GridEntry":

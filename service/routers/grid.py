@@ -8,7 +8,7 @@ import datetime as dt
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Response, status
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -17,7 +17,7 @@ from service.auth import Principal
 from service.deps import CurrentPrincipal, SessionDep
 from service.models import Camera, GridEntry, GridPlace
 from service.schemas import Identifier
-from vision.config import PlaceLabel
+from vision.config import Assignee, PlaceLabel
 
 router = APIRouter(prefix="/compounds/{compound_id}/grid", tags=["grid"])
 CompoundPath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
@@ -34,18 +34,11 @@ class GridEntryIn(BaseModel):
     ``building`` (and ``floor``) for a building (floor), or ``camera_id`` + ``zone_id`` for one zone."""
 
     model_config = ConfigDict(extra="forbid")
-    assignee: Annotated[str, Field(min_length=1, max_length=200)]
+    assignee: Assignee
     building: PlaceLabel | None = None
     floor: PlaceLabel | None = None
     camera_id: Identifier | None = None
     zone_id: Identifier | None = None
-
-    @field_validator("assignee")
-    @classmethod
-    def _named(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("assignee must name a person or team, not blanks")
-        return value.strip()
 
     @model_validator(mode="after")
     def _one_area(self) -> "GridEntryIn":
