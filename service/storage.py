@@ -71,6 +71,12 @@ class ObjectStore(Protocol):
         """Store ``data`` (bytes or a binary file read from its current position) under ``key``,
         replacing any object there; return ``(sha256 hex, size in bytes)`` of what was stored."""
 
+    def stage(self, key: str, data: bytes | BinaryIO, content_type: str) -> StagedObject:
+        """Prepare ``data`` to become the object ``key`` without making it visible: the slow, durable
+        part of a put (a local store writes and fsyncs a hidden file), done before the caller takes a
+        lock. :meth:`StagedObject.publish` then puts it under ``key``; :meth:`StagedObject.discard`
+        drops it. Nothing is visible under ``key`` until it is published."""
+
     def open_range(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         """Chunks of bytes ``start..end`` (both inclusive; ``end=None`` means to the last byte).
         The object is opened before this returns, so a missing one raises :class:`ObjectNotFound` here."""
@@ -86,6 +92,19 @@ class ObjectStore(Protocol):
 
     def presigned_url(self, key: str, expires: dt.timedelta) -> str | None:
         """A time-limited URL a browser can fetch directly, or None when the store has none (local)."""
+
+
+class StagedObject(Protocol):
+    """An object written by :meth:`ObjectStore.stage` and not yet visible under its ``key``."""
+
+    key: str
+
+    def publish(self) -> tuple[str, int]:
+        """Make the object visible under ``key`` (replacing any object there); return ``(sha256 hex,
+        size)`` of what is stored. Raises :class:`StorageError`."""
+
+    def discard(self) -> None:
+        """Drop the staged bytes (after a failure, or when another post won); never raises."""
 
 
 class _HashingReader(io.RawIOBase):
@@ -126,6 +145,11 @@ class LocalStore:
         return path
 
     def put(self, key: str, data: bytes | BinaryIO, content_type: str) -> tuple[str, int]:
+        return self.stage(key, data, content_type).publish()
+
+    def stage(self, key: str, data: bytes | BinaryIO, content_type: str) -> _LocalStaged:
+        """Write ``data`` to a hidden temporary file beside the object's path and fsync it; publishing
+        is then a rename, so the fsync (about 10 ms on a disk) is paid before any lock the caller takes."""
         path = self._path(key)
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
         reader = _HashingReader(_as_stream(data))
@@ -136,11 +160,10 @@ class LocalStore:
                     out.write(chunk)
                 out.flush()
                 os.fsync(out.fileno())
-            os.replace(tmp, path)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             raise StorageError(key, f"cannot write {path}: {exc.strerror or exc}") from exc
-        return reader.sha256.hexdigest(), reader.size
+        return _LocalStaged(key, tmp, path, reader.sha256.hexdigest(), reader.size)
 
     def open_range(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         path = self._path(key)
@@ -188,6 +211,41 @@ class LocalStore:
     def presigned_url(self, key: str, expires: dt.timedelta) -> str | None:
         check_key(key)
         return None
+
+
+class _LocalStaged:
+    """A fsynced hidden file waiting to be renamed to its object's path."""
+
+    def __init__(self, key: str, tmp: Path, path: Path, sha256: str, size: int):
+        self.key, self.tmp, self.path, self.sha256, self.size = key, tmp, path, sha256, size
+
+    def publish(self) -> tuple[str, int]:
+        try:
+            os.replace(self.tmp, self.path)
+        except OSError as exc:
+            self.discard()
+            raise StorageError(self.key, f"cannot write {self.path}: {exc.strerror or exc}") from exc
+        return self.sha256, self.size
+
+    def discard(self) -> None:
+        try:
+            self.tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+class _S3Staged:
+    """S3 has no cheap rename: the object is uploaded when published (as a plain put)."""
+
+    def __init__(self, store: S3Store, key: str, data: bytes | BinaryIO, content_type: str):
+        store._name(key)  # a bad key is refused when staged, as on a local store
+        self.store, self.key, self.data, self.content_type = store, key, data, content_type
+
+    def publish(self) -> tuple[str, int]:
+        return self.store.put(self.key, self.data, self.content_type)
+
+    def discard(self) -> None:
+        self.data = b""
 
 
 def verify_object(store: ObjectStore, key: str, sha256: str, size: int | None = None) -> None:
@@ -263,6 +321,9 @@ class S3Store:
         except self._ERRORS as exc:
             raise self._error(key, exc) from exc
         return reader.sha256.hexdigest(), reader.size
+
+    def stage(self, key: str, data: bytes | BinaryIO, content_type: str) -> _S3Staged:
+        return _S3Staged(self, key, data, content_type)
 
     def open_range(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         length = 0 if end is None else end - start + 1  # 0 means "to the end" for minio

@@ -202,23 +202,55 @@ def test_huge_content_length_is_refused_before_reading(client, worker):
 
 
 def test_failed_store_leaves_no_row_and_no_objects(app, client, worker, make_event, stored_objects, violation_count):
-    """If the store fails half-way, the objects already written are deleted and the row is rolled back."""
+    """If the store fails half-way through staging, the objects already staged are dropped and no row is written."""
     from service.errors import StorageError
-    real_put = app.state.store.put
+    real_stage = app.state.store.stage
     calls = []
 
-    def flaky_put(key, data, content_type):
+    def flaky_stage(key, data, content_type):
         calls.append(key)
         if len(calls) == 2:
             raise StorageError(key, "disk full")
-        return real_put(key, data, content_type)
+        return real_stage(key, data, content_type)
 
-    app.state.store.put = flaky_put
+    app.state.store.stage = flaky_stage
     response = make_event().post(client, worker)
     assert response.status_code == 503
     assert "disk full" in response.json()["detail"]
     assert violation_count() == 0 and stored_objects() == []
-    app.state.store.put = real_put
+    app.state.store.stage = real_stage
+    assert make_event().post(client, worker).status_code == 201
+
+
+def test_failed_publish_leaves_no_row_and_no_objects(app, client, worker, make_event, stored_objects, violation_count):
+    """If making a staged object visible fails after the row's claim, the objects already published are
+    deleted, the other staged ones dropped, and the row is rolled back."""
+    from service.errors import StorageError
+    real_stage = app.state.store.stage
+    staged = []
+
+    class FailingPublish:
+        def __init__(self, obj):
+            self.obj, self.key = obj, obj.key
+
+        def publish(self):
+            if len(staged) > 1 and self is staged[1]:
+                raise StorageError(self.key, "rename failed")
+            return self.obj.publish()
+
+        def discard(self):
+            self.obj.discard()
+
+    def stage(key, data, content_type):
+        staged.append(FailingPublish(real_stage(key, data, content_type)))
+        return staged[-1]
+
+    app.state.store.stage = stage
+    response = make_event().post(client, worker)
+    assert response.status_code == 503 and "rename failed" in response.json()["detail"]
+    assert len(staged) == 3
+    assert violation_count() == 0 and stored_objects() == []
+    app.state.store.stage = real_stage
     assert make_event().post(client, worker).status_code == 201
 
 
