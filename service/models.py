@@ -113,6 +113,7 @@ class Violation(Base):
         Index("ix_violations_compound_start", "compound_id", "start_time"),
         Index("ix_violations_camera_start", "camera_id", "start_time"),
         Index("ix_violations_start_time", "start_time"),
+        Index("ix_violations_state_compound_start", "review_state", "compound_id", "start_time"),  # review queue
     )
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     rule: Mapped[str] = mapped_column(String(64))

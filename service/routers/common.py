@@ -2,12 +2,14 @@
 may see, and present it."""
 from __future__ import annotations
 
+from collections import defaultdict
+
 from fastapi import HTTPException, Request, status
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from service.auth import Principal
-from service.models import Violation
+from service.models import EvidenceObject, Review, Violation
 from service.schemas import EvidencePublic, ReviewPublic, ViolationPublic
 
 
@@ -36,13 +38,25 @@ def load_violation(session: Session, key: Principal, violation_id: str, action: 
     return violation
 
 
+def evidence_url_template(request: Request) -> str:
+    """The path of ``get_evidence`` with ``{violation_id}`` and ``{kind}`` left to fill in (``str.format``).
+
+    Starlette's ``url_path_for`` tries every route of the app in turn, raising and catching an exception
+    for each one that does not match: three calls per violation were a fifth of the API's CPU when
+    reviewers list pages of 50. The template is made once per app; the router does not change."""
+    template = getattr(request.app.state, "evidence_url_template", None)
+    if template is None:
+        template = request.app.url_path_for("get_evidence", violation_id="{violation_id}", kind="{kind}")
+        request.app.state.evidence_url_template = template
+    return template
+
+
 def violation_public(violation: Violation, request: Request) -> ViolationPublic:
     """The reviewer's view of ``violation``, with evidence URLs under this API."""
-    root = request.scope.get("root_path", "").rstrip("/")
+    root, template = request.scope.get("root_path", "").rstrip("/"), evidence_url_template(request)
     evidence = {
-        obj.kind: EvidencePublic(
-            url=root + request.app.url_path_for("get_evidence", violation_id=violation.id, kind=obj.kind),
-            sha256=obj.sha256, size=obj.size, content_type=obj.content_type)
+        obj.kind: EvidencePublic(url=root + template.format(violation_id=violation.id, kind=obj.kind),
+                                 sha256=obj.sha256, size=obj.size, content_type=obj.content_type)
         for obj in violation.evidence
     }
     review = violation.review
@@ -54,3 +68,36 @@ def violation_public(violation: Violation, request: Request) -> ViolationPublic:
         created_at=violation.created_at, evidence=evidence, claimed_by=violation.claimed_by,
         claimed_until=violation.claimed_until, case_id=violation.case_id,
         review=ReviewPublic.model_validate(review) if review is not None else None)
+
+
+def violations_public(session: Session, query: Select, request: Request) -> list[ViolationPublic]:
+    """The reviewer's view of each violation ``query`` selects (a ``select(Violation)`` with its filters,
+    order and page), in its order: what :func:`violation_public` gives for each row.
+
+    Read as plain rows in three queries (the violations, their evidence, their reviews) rather than as
+    ORM objects: a page of 50 violations is 200 ORM objects with their identity-map bookkeeping, which
+    was most of the CPU of listing."""
+    connection = session.connection()
+    rows = connection.execute(query.with_only_columns(*Violation.__table__.columns)).all()
+    ids = [row.id for row in rows]
+    evidence: dict[str, dict[str, EvidencePublic]] = defaultdict(dict)
+    reviews: dict[str, ReviewPublic] = {}
+    if ids:
+        root, template = request.scope.get("root_path", "").rstrip("/"), evidence_url_template(request)
+        objects = connection.execute(
+            select(EvidenceObject.violation_id, EvidenceObject.kind, EvidenceObject.sha256, EvidenceObject.size,
+                   EvidenceObject.content_type)
+            .where(EvidenceObject.violation_id.in_(ids)).order_by(EvidenceObject.violation_id, EvidenceObject.kind))
+        for obj in objects:
+            evidence[obj.violation_id][obj.kind] = EvidencePublic(
+                url=root + template.format(violation_id=obj.violation_id, kind=obj.kind),
+                sha256=obj.sha256, size=obj.size, content_type=obj.content_type)
+        for review in connection.execute(select(*Review.__table__.columns).where(Review.violation_id.in_(ids))):
+            reviews[review.violation_id] = ReviewPublic.model_validate(review._mapping)
+    return [ViolationPublic(
+        id=row.id, rule=row.rule, compound_id=row.compound_id, camera_id=row.camera_id, zone_id=row.zone_id,
+        start_time=row.start_time, last_seen_time=row.last_seen_time, end_time=row.end_time,
+        confidence=row.confidence, model_version=row.model_version, source=row.source, boxes=row.boxes,
+        review_state=row.review_state, created_at=row.created_at, evidence=evidence[row.id],
+        claimed_by=row.claimed_by, claimed_until=row.claimed_until, case_id=row.case_id,
+        review=reviews.get(row.id)) for row in rows]

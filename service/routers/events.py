@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from service.deps import CurrentKey, SessionDep, SettingsDep, StoreDep, WorkerKey
 from service.ingest import check_uploads, declared_type_problem, parse_event, store_event
 from service.models import Violation
-from service.routers.common import load_violation, scope_to_compounds, violation_public
+from service.routers.common import load_violation, scope_to_compounds, violation_public, violations_public
 from service.routers.feed import publish_violation
 from service.schemas import Identifier, ReviewState, ViolationList, ViolationPublic
 
@@ -80,9 +80,8 @@ def list_events(
     if until is not None:
         query = query.where(Violation.start_time < _utc(until))
     total = session.scalar(select(func.count()).select_from(query.subquery()))
-    rows = session.scalars(query.order_by(Violation.start_time.desc(), Violation.id.desc())
-                           .limit(limit).offset(offset)).all()
-    return ViolationList(items=[violation_public(v, request) for v in rows], total=total or 0,
+    page = query.order_by(Violation.start_time.desc(), Violation.id.desc()).limit(limit).offset(offset)
+    return ViolationList(items=violations_public(session, page, request), total=total or 0,
                          limit=limit, offset=offset)
 
 

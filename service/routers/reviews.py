@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from service import review_queue
 from service.deps import CurrentPrincipal, SessionDep, SettingsDep
-from service.routers.common import violation_public
+from service.routers.common import violation_public, violations_public
 from service.schemas import Identifier, ReviewCreate, ReviewPublic, ViolationList, ViolationPublic
 from service.scorecard import table_for
 
@@ -42,9 +42,8 @@ def get_queue(
     query = review_queue.queue_query(principal, compound_id, camera_id, rule, _utc(since), _utc(until),
                                      include_claimed)
     total = session.scalar(select(func.count()).select_from(query.subquery()))
-    rows = session.scalars(query.limit(limit).offset(offset)).all()
-    return ViolationList(items=[violation_public(v, request) for v in rows], total=total or 0,
-                         limit=limit, offset=offset)
+    return ViolationList(items=violations_public(session, query.limit(limit).offset(offset), request),
+                         total=total or 0, limit=limit, offset=offset)
 
 
 @router.post("/events/{violation_id}/claim", response_model=ViolationPublic,
