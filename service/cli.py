@@ -122,12 +122,27 @@ def serve(host: str = typer.Option("127.0.0.1", help="address to bind (loopback 
           port: int = typer.Option(8000, help="TCP port"),
           database_url: Optional[str] = typer.Option(None, help="SQLAlchemy URL (default: SQLite file in var/)"),
           storage_url: Optional[str] = typer.Option(None, help="file://folder or s3://bucket/prefix"),
+          workers: int = typer.Option(1, min=1, help="API processes (uvicorn workers) sharing the port, one per "
+                                                   "core to use; with more than one, the live alert feed is per "
+                                                   "process and login throttling needs a redis:// "
+                                                   "COMPOUNDEYE_RATE_LIMIT_STORAGE to count across them"),
           verbose: bool = typer.Option(False, "-v", "--verbose")) -> None:
     """Serve the review API, evidence and pages (runs database migrations first)."""
     import uvicorn
     from service.app import create_app
     _logging(verbose)
-    uvicorn.run(create_app(_settings(database_url, storage_url)), host=host, port=port, log_level="info")
+    settings = _settings(database_url, storage_url)
+    if workers == 1:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+        return
+    # Each worker process builds its app from the environment; the migrations run once, here, not in
+    # every worker at the same time.
+    if settings.migrate_on_startup:
+        from service.db import upgrade
+        upgrade(settings.database_url)
+    os.environ.update({"COMPOUNDEYE_DATABASE_URL": settings.database_url,
+                       "COMPOUNDEYE_STORAGE_URL": settings.storage_url, "COMPOUNDEYE_MIGRATE_ON_STARTUP": "false"})
+    uvicorn.run("service.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info")
 
 
 @app.command()

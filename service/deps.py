@@ -40,11 +40,13 @@ def get_session(request: Request) -> Iterator[Session]:
             log.warning("closing a session on a lost database connection: %s", str(exc).splitlines()[0])
 
 
-def get_store(request: Request) -> ObjectStore:
+# ``async`` so that FastAPI calls them in the event loop: a plain ``def`` dependency costs a trip to the
+# thread pool on every request, for an attribute lookup.
+async def get_store(request: Request) -> ObjectStore:
     return request.app.state.store
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
