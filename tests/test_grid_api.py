@@ -153,6 +153,16 @@ def test_confirmed_case_goes_to_the_most_specific_entry_with_its_deadline(app, c
                      rule="corridor_clutter")
     assert joined["id"] == cases["floor"]["id"] and joined["deadline"] == cases["floor"]["deadline"]
 
+    # a bulk confirmation assigns the same way (here: an unplaced zone takes its camera's floor)
+    bulk_id = post_event(client, make_event, worker, start=START + dt.timedelta(hours=3), zone_id="stairs",
+                         rule="ebike_indoor")
+    bulk = client.post("/api/v1/reviews/bulk", headers=reviewer, json={"verdict": "confirm", "violation_ids": [bulk_id]})
+    assert bulk.status_code == 200 and bulk.json()[0]["status"] == 201, bulk.text
+    bulk_case = client.get(f"/api/v1/cases/{client.get(f'/api/v1/events/{bulk_id}', headers=reviewer).json()['case_id']}",
+                           headers=reviewer).json()
+    assert (bulk_case["assignee"], bulk_case["assigned_by"]) == ("12层 王", "grid")
+    assert dt.datetime.fromisoformat(bulk_case["deadline"]).astimezone(SHANGHAI).time() == dt.time(0)
+
     # manual reassignment keeps working and says so
     new_deadline = future(72)
     moved = client.post(f"/api/v1/cases/{cases['floor']['id']}/assign", headers=supervisor,

@@ -109,7 +109,7 @@ def _check_known(session: Session, compound_id: str, area: grid.Area) -> None:
     """422 when the area names a camera, zone, building or floor the compound does not have: such an
     entry would never match a violation."""
     def refuse(detail: str):
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail)
+        raise HTTPException(422, detail)
     places = session.scalars(select(GridPlace).where(GridPlace.compound_id == compound_id)).all()
     if area.camera_id is not None:
         owner = session.scalar(select(Camera.compound_id).where(Camera.id == area.camera_id))
