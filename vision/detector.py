@@ -282,6 +282,11 @@ class OnnxDetector:
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
+        # Idle intra-op threads sleep instead of spinning: on a shared two-core machine a spinning
+        # thread burns the core the decoder (or another camera, another re-scan process) needs, and
+        # waits for a descheduled peer; measured under load: 29 ms of CPU per 320 px inference with
+        # spinning, 13 ms without.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
             self._session = ort.InferenceSession(self.model_path, sess_options=options,

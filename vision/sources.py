@@ -23,6 +23,7 @@ from typing import Callable, Iterator
 import av
 
 from vision.errors import SourceError
+from vision.h264 import DisposableFrames
 from vision.types import Frame
 
 # A file whose last decoded frame is this far before its declared end was cut short. Real
@@ -38,8 +39,9 @@ REALTIME_MAX_LAG_S = 1.0
 _LIBRARY_ERRORS = (av.FFmpegError, OSError)
 
 
-def _open(path: str) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
-    """Open ``path`` and return the container and its first video stream (multi-threaded decoding)."""
+def _open(path: str, threads: int = 0) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
+    """Open ``path`` and return the container and its first video stream (multi-threaded decoding
+    with ``threads`` decoder threads; 0: as many as FFmpeg picks for the machine)."""
     try:
         container = av.open(path, mode="r")
     except _LIBRARY_ERRORS as exc:
@@ -49,6 +51,7 @@ def _open(path: str) -> tuple[av.container.InputContainer, av.video.stream.Video
         raise SourceError(path, "the file has no video stream")
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
+    stream.codec_context.thread_count = threads
     return container, stream
 
 
@@ -172,10 +175,15 @@ class FileSource:
         realtime: pace the output to the wall clock, as a live camera would (demo mode).
         loop: replay the file forever. Frame time keeps increasing: each pass is offset by the
             accumulated duration of the previous passes.
+        threads: decoder threads (0: FFmpeg's choice for the machine; a process pool sharing the
+            cores wants 1 per process).
         packet_sink: optional; called with every demuxed :class:`VideoPacket` of the video stream
             (all of them, not only the sampled ones), in decode order, before any frame decoded from
             it is yielded — e.g. :meth:`vision.evidence.ClipRecorder.push_packet`, so clips can be cut
             without re-encoding. An exception from the sink stops the iteration.
+
+    Frames the sampling would not pick and no other frame refers to (H.264 disposable frames, see
+    :mod:`vision.h264`) are not decoded at all; the frames yielded are exactly those of a full decode.
 
     Iterating yields :class:`Frame` with ``image`` BGR uint8, ``time_s = start_time_s + offset +
     pts_s`` and ``position = f"{path}@{pts_s:.3f}"``.
@@ -192,7 +200,7 @@ class FileSource:
 
     def __init__(self, path: str | os.PathLike, camera_id: str, sample_fps: float, start_time_s: float,
                  realtime: bool = False, loop: bool = False,
-                 packet_sink: Callable[[VideoPacket], None] | None = None):
+                 packet_sink: Callable[[VideoPacket], None] | None = None, threads: int = 0):
         if not sample_fps > 0:
             raise ValueError(f"sample_fps must be positive, got {sample_fps}")
         self.path = os.fspath(path)
@@ -202,10 +210,13 @@ class FileSource:
         self.realtime = realtime
         self.loop = loop
         self.packet_sink = packet_sink
+        self.threads = int(threads)
         self._stop = threading.Event()
         self._lock = threading.Lock()  # guards _container between close() and the iterating thread
         self._iterating = False
-        self._container, self._stream = _open(self.path)
+        self._container, self._stream = _open(self.path, self.threads)
+        ctx = self._stream.codec_context
+        self._disposable = DisposableFrames(ctx.name, bytes(ctx.extradata or b""), self.sample_fps, TICK_EPSILON_S)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def close(self) -> None:
@@ -249,14 +260,14 @@ class FileSource:
         clock: tuple[float, float] | None = None  # (wall monotonic, timeline) anchor for realtime
         while not self._stop.is_set():
             if self._container is None:
-                self._container, self._stream = _open(self.path)
+                self._container, self._stream = _open(self.path, self.threads)
             last_pts_s = None
             frame_period_s = None
             for pts_s, frame_period_s, av_frame in self._decode_pass(offset_s):
                 last_pts_s = pts_s
                 timeline_s = offset_s + pts_s
                 if tick_origin is None:
-                    tick_origin = timeline_s
+                    tick_origin = self._disposable.origin_s = timeline_s
                 if timeline_s + TICK_EPSILON_S < next_tick:
                     continue
                 # Next tick strictly after this frame, counted from the origin (no float drift).
@@ -283,20 +294,31 @@ class FileSource:
                 self._container = None
 
     def _decoded(self, container, stream, offset_s: float) -> Iterator["av.VideoFrame"]:
-        """Frames of one pass; with a packet sink, demux first and hand every packet to it."""
-        if self.packet_sink is None:
-            yield from container.decode(stream)
-            return
+        """Frames of one pass: demux, hand every packet to the packet sink (if any), and decode
+        those the sampling may need (disposable frames between two ticks are left out)."""
         time_base = stream.time_base or Fraction(1, 90_000)
         shift = round(offset_s / time_base)  # later passes of a looping file continue the timeline
-        codec = stream_codec(stream)
+        codec = stream_codec(stream) if self.packet_sink is not None else None
+        disposable = self._disposable
         for packet in container.demux(stream):
             if packet.dts is not None:
                 pts = packet.pts if packet.pts is not None else packet.dts
-                self.packet_sink(VideoPacket(
-                    data=bytes(packet), pts=pts + shift, dts=packet.dts + shift, duration=int(packet.duration or 0),
-                    time_base=time_base, is_keyframe=bool(packet.is_keyframe),
-                    time_s=self.start_time_s + offset_s + float(pts * time_base), codec=codec))
+                if self.packet_sink is not None:
+                    self.packet_sink(VideoPacket(
+                        data=bytes(packet), pts=pts + shift, dts=packet.dts + shift,
+                        duration=int(packet.duration or 0), time_base=time_base,
+                        is_keyframe=bool(packet.is_keyframe),
+                        time_s=self.start_time_s + offset_s + float(pts * time_base), codec=codec))
+                if packet.pts is not None:
+                    timeline_s = offset_s + float(packet.pts * time_base)
+                    disposable.note(timeline_s)
+                    if disposable.skip(packet, timeline_s):
+                        continue
+                if packet.is_corrupt:
+                    # a packet cut off by the end of a truncated file: a single-threaded decoder
+                    # fails on it, a frame-threaded one drops it; leaving it out makes both report
+                    # the truncation (checked against the declared duration below)
+                    continue
             yield from packet.decode()
 
     def _decode_pass(self, offset_s: float = 0.0) -> Iterator[tuple[float, float | None, "av.VideoFrame"]]:

@@ -28,7 +28,7 @@ from vision.rules import build_rules
 from vision.rules.base import RuleEvent
 from vision.sources import FileSource
 from vision.tracker import Tracker
-from vision.types import Frame, Violation
+from vision.types import Detections, Frame, Violation
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,10 @@ class CameraPipeline:
             return True
         return False
 
-    def process(self, frame: Frame) -> list[tuple[dict, dict[str, Path]]]:
+    def process(self, frame: Frame, detections: Detections | None = None) -> list[tuple[dict, dict[str, Path]]]:
+        """Feed one frame; returns the events that became ready. ``detections``: the frame's
+        detections by this pipeline's detector when they are already known (a re-scan's keyframe
+        pass), used instead of running the model again if the frame is due for detection."""
         self.frames_seen += 1
         self.last_frame, self.last_frame_wall_s = frame, time.time()
         ready = []
@@ -111,9 +114,10 @@ class CameraPipeline:
             ready.extend(self._finish(violation_id, clip))
         if not self._due_for_detection(frame):
             return ready
-        dets = self.detector.detect(frame.image)
-        self.inferences += 1
-        tracks = self.tracker.update(dets, frame.time_s)
+        if detections is None:
+            detections = self.detector.detect(frame.image)
+            self.inferences += 1
+        tracks = self.tracker.update(detections, frame.time_s)
         self.last_tracks = tracks
         for rule in self.rules:
             for event in rule.update(frame.time_s, tracks, (frame.width, frame.height), frame.image):

@@ -1,11 +1,16 @@
 """Decoding for re-scans, beyond :class:`vision.sources.FileSource` (which the sampled mode uses as is):
 
-- :func:`keyframes` decodes only the keyframes (``skip_frame = "NONKEY"``: the decoder never touches
-  the other frames, which is most of the cost of decoding);
+- :func:`keyframes` decodes only the keyframes (the other packets are demuxed for the clip recorder
+  but never reach the decoder, and ``skip_frame = "NONKEY"`` drops any that would);
 - :func:`sampled_stretches` decodes only some stretches of a file, seeking to the keyframe before
   each, and picks frames on the *same* sampling ticks as a :class:`FileSource` reading the whole
   file would (ticks ``k / fps`` after the file's first frame), so the frames fed to the pipeline in
-  a stretch are the very frames the sampled mode feeds it.
+  a stretch are the very frames the sampled mode feeds it (disposable frames between two ticks are
+  not decoded, as in :class:`FileSource`).
+
+``threads`` is the number of decoder threads (0: FFmpeg's choice for the machine); a pool of
+processes sharing the cores wants 1 each, so decoder threads and onnxruntime threads do not fight
+over the same two cores.
 
 Both hand every demuxed packet they pass to ``packet_sink`` (the clip recorder cuts H.264 clips from
 them) and translate PyAV errors and truncated files into :class:`SourceError` naming the file.
@@ -21,6 +26,7 @@ from typing import Callable, Iterator
 import av
 
 from vision.errors import SourceError
+from vision.h264 import DisposableFrames
 from vision.sources import TICK_EPSILON_S, TRUNCATION_TOLERANCE_S, VideoPacket, stream_codec
 
 _LIBRARY_ERRORS = (av.FFmpegError, OSError)
@@ -32,7 +38,7 @@ class DecodedFrame:
     image: "object"       # HxWx3 uint8 BGR
 
 
-def _open(path: str):
+def _open(path: str, threads: int = 0):
     try:
         container = av.open(path, mode="r")
     except _LIBRARY_ERRORS as exc:
@@ -40,7 +46,10 @@ def _open(path: str):
     if not container.streams.video:
         container.close()
         raise SourceError(path, "the file has no video stream")
-    return container, container.streams.video[0]
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    stream.codec_context.thread_count = threads
+    return container, stream
 
 
 def _declared_s(container, stream) -> float | None:
@@ -118,19 +127,26 @@ def _check_complete(path: str, container, stream, last_pts_s: float | None, what
 
 
 def keyframes(path: str, start_time_s: float = 0.0, packet_sink: Callable[[VideoPacket], None] | None = None,
-              should_stop: Callable[[], bool] | None = None) -> Iterator[DecodedFrame]:
+              should_stop: Callable[[], bool] | None = None, threads: int = 0) -> Iterator[DecodedFrame]:
     """Decode only the keyframes of ``path``, in order. Every packet goes to ``packet_sink`` (with
     frame times ``start_time_s + pts``). Raises SourceError on decoding errors and truncated files."""
-    container, stream = _open(path)
+    container, stream = _open(path, threads)
     try:
         stream.codec_context.skip_frame = "NONKEY"
-        stream.thread_type = "AUTO"
         forward = PacketForwarder(stream, start_time_s, packet_sink)
         time_base = stream.time_base or Fraction(1, 90_000)
         last = None
+        flagged = False   # the container marks keyframes (MP4, MKV): other packets stay undecoded
         try:
             for packet in container.demux(stream):
                 forward(packet)
+                if packet.dts is not None:
+                    if packet.is_corrupt:   # cut off by a truncation: reported by _check_complete
+                        continue
+                    if packet.is_keyframe:
+                        flagged = True
+                    elif flagged:
+                        continue
                 for frame in packet.decode():
                     if frame.pts is None:
                         continue
@@ -159,16 +175,18 @@ def merge_stretches(stretches: list[tuple[float, float]], join_gap_s: float) -> 
 
 def sampled_stretches(path: str, stretches: list[tuple[float, float]], sample_fps: float, origin_s: float,
                       start_time_s: float = 0.0, packet_sink: Callable[[VideoPacket], None] | None = None,
-                      should_stop: Callable[[], bool] | None = None) -> Iterator[DecodedFrame]:
+                      should_stop: Callable[[], bool] | None = None, threads: int = 0) -> Iterator[DecodedFrame]:
     """Frames of ``path`` within each ``(start_s, end_s)`` stretch (file PTS seconds, sorted, not
     overlapping), sampled at ``sample_fps`` on the ticks of a whole-file :class:`FileSource` whose
     first frame is at ``origin_s``."""
     period = 1.0 / sample_fps
-    container, stream = _open(path)
+    container, stream = _open(path, threads)
     try:
-        stream.thread_type = "AUTO"
         time_base = stream.time_base or Fraction(1, 90_000)
         forward = PacketForwarder(stream, start_time_s, packet_sink)
+        ctx = stream.codec_context
+        disposable = DisposableFrames(ctx.name, bytes(ctx.extradata or b""), sample_fps, TICK_EPSILON_S)
+        disposable.origin_s = origin_s
         last = None
         for start_s, end_s in stretches:
             # Start on a tick: the first frame at or after it is the one a whole-file pass picks.
@@ -179,6 +197,11 @@ def sampled_stretches(path: str, stretches: list[tuple[float, float]], sample_fp
                 done = False
                 for packet in container.demux(stream):
                     forward(packet)
+                    if packet.dts is not None and packet.pts is not None:
+                        packet_s = float(packet.pts * time_base)
+                        disposable.note(packet_s)
+                        if packet.is_corrupt or disposable.skip(packet, packet_s):
+                            continue
                     for frame in packet.decode():
                         if frame.pts is None:
                             continue

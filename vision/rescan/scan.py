@@ -157,9 +157,9 @@ class _Collector:
             self.result.evidence[event["id"]] = {kind: (Path(p).suffix, Path(p).read_bytes())
                                                  for kind, p in files.items()}
 
-    def feed(self, frame: Frame) -> None:
+    def feed(self, frame: Frame, detections=None) -> None:
         self.result.decoded_frames += 1
-        self.take(self.pipeline.process(frame))
+        self.take(self.pipeline.process(frame, detections))
 
     def finish(self) -> None:
         self.take(self.pipeline.flush())
@@ -283,6 +283,7 @@ def scan_file(task: FileTask, settings: ScanSettings, progress: Callable[[str, f
 def _run_mode(task: FileTask, settings: ScanSettings, camera: Camera, compound: Compound, fps: float,
               path: str, work_dir: Path, result: FileResult, progress, stop) -> None:
     detector = _detector(settings)
+    threads = settings.threads   # decoder threads as many as onnxruntime's: one per core between them
     site = settings.site
     duration = max(result.duration_s, 1e-6)
     name = task.file.name
@@ -315,7 +316,7 @@ def _run_mode(task: FileTask, settings: ScanSettings, camera: Camera, compound: 
         collect = _Collector(pipeline, result)
         try:
             with FileSource(path, camera.id, sample_fps=fps, start_time_s=task.start_time_s,
-                            packet_sink=pipeline.recorder.push_packet) as source:
+                            packet_sink=pipeline.recorder.push_packet, threads=threads) as source:
                 for frame in source:
                     collect.feed(frame)
                     tick(frame.time_s - task.start_time_s, duration)
@@ -330,7 +331,7 @@ def _run_mode(task: FileTask, settings: ScanSettings, camera: Camera, compound: 
         pipeline = pipeline_for(min(camera.sample_fps, 1.0 / interval))
         collect = _Collector(pipeline, result)
         try:
-            for decoded in keyframes(path, task.start_time_s, pipeline.recorder.push_packet, stop):
+            for decoded in keyframes(path, task.start_time_s, pipeline.recorder.push_packet, stop, threads):
                 collect.feed(Frame(camera.id, task.start_time_s + decoded.pts_s, decoded.image,
                                    f"{path}@{decoded.pts_s:.3f}"))
                 tick(decoded.pts_s, duration)
@@ -339,8 +340,12 @@ def _run_mode(task: FileTask, settings: ScanSettings, camera: Camera, compound: 
         collect.finish()
         return
 
-    # adaptive: keyframe pass (detector only), then dense stretches through one pipeline
+    # adaptive: keyframe pass (detector only), then dense stretches through one pipeline; the
+    # keyframe pass's detections are handed to the pipeline when a dense tick falls on a keyframe
+    # (a keyframe decodes to the same pixels either way, so the model need not run twice)
     zones = _candidate_zones(probe_pipeline)
+    prepass = probe_pipeline.detector
+    known: dict[float, object] = {}
     before, after = _stretch_margins(probe_pipeline, interval, fps)
     params = [r.params for r in probe_pipeline.rules]
     chains = _StillChains(tolerance=STILL_TOLERANCE_FACTOR * max(p.stationary_tolerance for p in params),
@@ -349,11 +354,12 @@ def _run_mode(task: FileTask, settings: ScanSettings, camera: Camera, compound: 
     stretches, origin = [], None
     inferences = 0
     try:
-        for decoded in keyframes(path, 0.0, None, stop):
+        for decoded in keyframes(path, 0.0, None, stop, threads):
             origin = decoded.pts_s if origin is None else origin
             result.decoded_frames += 1
             h, w = decoded.image.shape[:2]
-            boxes = _near_zone_boxes(detector.detect(decoded.image), (w, h), zones)
+            detections = known[decoded.pts_s] = prepass.detect(decoded.image)
+            boxes = _near_zone_boxes(detections, (w, h), zones)
             inferences += 1
             for first_t, last_t in chains.update(decoded.pts_s, boxes):
                 stretches.append((first_t - before, last_t + after))
@@ -373,9 +379,10 @@ def _run_mode(task: FileTask, settings: ScanSettings, camera: Camera, compound: 
     try:
         current = None
         for decoded in sampled_stretches(path, stretches, fps, origin or 0.0, task.start_time_s,
-                                         pipeline.recorder.push_packet, stop):
+                                         pipeline.recorder.push_packet, stop, threads):
             collect.feed(Frame(camera.id, task.start_time_s + decoded.pts_s, decoded.image,
-                               f"{path}@{decoded.pts_s:.3f}"))
+                               f"{path}@{decoded.pts_s:.3f}"),
+                         known.get(decoded.pts_s) if pipeline.detector is prepass else None)
             while current is None or decoded.pts_s > stretches[current][1]:
                 if current is not None:
                     done_before += stretches[current][1] - stretches[current][0]
