@@ -196,6 +196,7 @@ def bench_rescan(minutes: float = 30.0, file_minutes: float = 5.0, out_dir: Path
     site_path.write_text(bench_site_yaml(model, sorted({f.parent.parent.name for f in files}), sample_fps))
     site = load_site_config(site_path)
     runs, violations = {}, {}
+    load_at_start = os.getloadavg()
     for mode in ("keyframes", "sampled", "adaptive"):
         for n in processes:
             spec = JobSpec(str(root), site, file_sha256(site_path), str(model), mode, sample_fps,
@@ -217,12 +218,13 @@ def bench_rescan(minutes: float = 30.0, file_minutes: float = 5.0, out_dir: Path
                     "height": info["height"], "fps": info["fps"], "codec": info["codec"], "keyframe_interval_s": 2.0,
                     "folder": str(root)},
         "sample_fps": sample_fps, "model": model.name, "cpu_count": os.cpu_count(),
-        "load_average_at_end": os.getloadavg(), "runs": runs,
+        "load_average_at_start": load_at_start, "load_average_at_end": os.getloadavg(), "runs": runs,
         "same_violations": {k: v == violations["sampled/1"] for k, v in violations.items()},
     }
     if baseline:
         card = json.loads(json.dumps(__import__("yaml").safe_load((model.with_suffix(".card.yaml")).read_text())))
         log("baseline: ultralytics in .venv-train …")
+        result["load_average_before_baseline"] = os.getloadavg()
         result["baseline"] = run_baseline(files, duration, model, int(round((info["fps"] or 10) / sample_fps)),
                                           int(card["input_size"][0]), site.detector.confidence)
     else:
