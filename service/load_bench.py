@@ -7,7 +7,9 @@ at the same time, reviewers listing and deciding.
 It migrates a fresh database (a SQLite file in WAL mode in a temporary folder, or a new database
 ``ce_bench_<random>`` on the PostgreSQL server of ``--pg-admin-url``, dropped afterwards), starts
 ``uvicorn service.app:create_app --factory`` in its own processes (``--server-workers``) on a free
-127.0.0.1 port with a local evidence folder, and then runs, in one asyncio process:
+127.0.0.1 port with a local evidence folder, and then runs, in one asyncio process (each simulated client
+with a keep-alive HTTP/1.1 connection and request bytes built in advance, so that the client, which
+shares the machine's cores with the server, costs little CPU per request):
 
 - ``--posters`` clients posting ``--events`` new violations in all, each with a real JPEG snapshot, a
   real one-second H.264 clip and a sidecar (the API decodes and checks all three, as for a worker);
@@ -130,22 +132,31 @@ class HttpConnection:
     built in advance. The bench client shares the machine's cores with the server it measures, and a
     general client (httpx) spent about 2.7 ms of CPU per request here, more than the server's own work
     on a list page; this one parses only the status line, ``Content-Length`` (or a chunked body) and
-    ``Connection: close``."""
+    ``Connection: close``.
 
-    def __init__(self, host: str, port: int):
-        self.host, self.port = host, port
+    It connects again after ``requests_per_connection`` requests: with ``--server-workers`` processes
+    on one port, the kernel hands each new connection to one process, and a few long-lived connections
+    left one process doing most of the work while the other idled."""
+
+    def __init__(self, host: str, port: int, requests_per_connection: int = 100):
+        self.host, self.port, self.requests_per_connection = host, port, requests_per_connection
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
+        self.served = 0
 
     async def request(self, data: bytes) -> tuple[int, bytes]:
         """Send one whole request (head and body) and return ``(status, body)``. A connection the server
         closed while idle is opened again once; any other failure raises ``OSError`` (or a subclass)."""
         for attempt in (1, 2):
+            if self.served >= self.requests_per_connection:
+                await self.close()
             fresh = self.writer is None
             if fresh:
                 self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+                self.served = 0
             try:
                 self.writer.write(data)
+                self.served += 1
                 return await self._response()
             except (ConnectionError, asyncio.IncompleteReadError) as exc:
                 await self.close()
@@ -285,17 +296,18 @@ async def run_load(url: str, worker_key: str, reviewer_key: str, events: int, po
             "errors": recorder.errors(), "requests": recorder.summary()}
 
 
-def _server_cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) used so far by the uvicorn process and its worker processes."""
-    total = 0.0
+def _server_cpu_s(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) used so far by the uvicorn process and by each of its worker
+    processes, by process id."""
+    used = {}
     parent = psutil.Process(pid)
     for proc in [parent, *parent.children(recursive=True)]:
         try:
             times = proc.cpu_times()
-            total += times.user + times.system
+            used[proc.pid] = times.user + times.system
         except psutil.NoSuchProcess:
             pass
-    return total
+    return used
 
 
 def _pg_database(admin_url: str) -> tuple[str, callable]:
@@ -349,9 +361,12 @@ def bench(database: str, events: int, posters: int, readers: int, server_workers
         files = evidence_files(work)
         cpu_before, client_before = _server_cpu_s(server.pid), time.process_time()
         result = asyncio.run(run_load(base, worker_key, reviewer_key, events, posters, readers, files))
-        server_cpu_s, client_cpu_s = _server_cpu_s(server.pid) - cpu_before, time.process_time() - client_before
+        cpu_after, client_cpu_s = _server_cpu_s(server.pid), time.process_time() - client_before
+        per_process = sorted((cpu_after[p] - cpu_before.get(p, 0.0) for p in cpu_after), reverse=True)
+        server_cpu_s = sum(per_process)
         requests = sum(r["count"] for r in result["requests"].values())
         result["cpu"] = {"server_s": round(server_cpu_s, 1), "client_s": round(client_cpu_s, 1),
+                         "server_processes_s": [round(x, 1) for x in per_process],
                          "server_ms_per_request": round(server_cpu_s * 1000 / max(1, requests), 1),
                          "server_cores_busy": round(server_cpu_s / result["posting_s"], 2)}
         from sqlalchemy import func, select
