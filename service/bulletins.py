@@ -27,6 +27,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service import reports, scorecard
+from service.company_report import bar_chart_size
 from service.models import Compound, Violation, utcnow
 
 MAX_DAYS = 366
@@ -152,16 +153,17 @@ def ranking_chart(data: dict) -> bytes:
     entries = data["ranking"]
     y = np.arange(len(entries))[::-1]
     with matplotlib.rc_context({"font.family": scorecard.CJK_FONTS, "svg.fonttype": "path"}):
-        figure = Figure(figsize=(7, 1.0 + 0.28 * max(len(entries), 1)), dpi=100)
+        height, fontsize = bar_chart_size(len(entries))
+        figure = Figure(figsize=(7, height), dpi=100)
         axes = figure.subplots()
         scores = [e["score"] if e["score"] is not None else 0.0 for e in entries]
         axes.barh(y, scores, height=0.6, color=["#1f6feb" if e["score"] is not None else "#d0d7de" for e in entries])
         for yi, entry in zip(y, entries):
             text = "无数据 no data" if entry["score"] is None else (
                 f"{entry['score']:g}" + ("（并列）" if entry["tie"] else ""))
-            axes.text((entry["score"] or 0) + 0.3, yi, text, va="center", fontsize=8,
+            axes.text((entry["score"] or 0) + 0.3, yi, text, va="center", fontsize=fontsize,
                       color="#888888" if entry["score"] is None else "#1f2328")
-        axes.set_yticks(y, [(f"{e['rank']}. " if e["rank"] else "— ") + _label(e) for e in entries], fontsize=8)
+        axes.set_yticks(y, [(f"{e['rank']}. " if e["rank"] else "— ") + _label(e) for e in entries], fontsize=fontsize)
         axes.set_xlim(0, data["points"] * 1.15 or 1)
         axes.axvline(data["points"], color="#999999", linewidth=0.8, linestyle="--")
         axes.set_xlabel(f"得分 score (满分 {data['points']:g})")

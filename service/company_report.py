@@ -76,6 +76,13 @@ def company_report(session: Session, table: scorecard.ScoringTable, company: str
 
 # --- rendering -----------------------------------------------------------------------------------------
 
+def bar_chart_size(bars: int) -> tuple[float, float]:
+    """Height (inches) and label font size of a chart with one horizontal bar per compound: at most 9.6
+    inches, so that fifty compounds still fit one A4 page (WeasyPrint clips what overflows a page)."""
+    height = min(1.0 + 0.28 * max(bars, 1), 9.6)
+    return height, 8.0 if bars <= 30 else max(5.0, 8.0 - (bars - 30) / 10)
+
+
 def _label(row: dict) -> str:
     return f"{row['compound_name']} ({row['compound_id']})" if row["compound_name"] else row["compound_id"]
 
@@ -90,7 +97,7 @@ def company_charts(report: dict) -> dict[str, bytes]:
     rows = report["compounds"]
     labels = [_label(row) for row in rows]
     y = np.arange(len(rows))[::-1]  # the first compound on top
-    height = 1.0 + 0.28 * max(len(rows), 1)
+    height, fontsize = bar_chart_size(len(rows))
     out = {}
     with matplotlib.rc_context({"font.family": scorecard.CJK_FONTS, "svg.fonttype": "path"}):
         figure = Figure(figsize=(7, height), dpi=100)
@@ -99,9 +106,9 @@ def company_charts(report: dict) -> dict[str, bytes]:
         axes.barh(y, scores, color="#1f6feb", height=0.6)
         for yi, row in zip(y, rows):
             text = "无数据 no data" if row["score"] is None else f"{row['score']:g}"
-            axes.text(0.3 if row["score"] is None else row["score"] + 0.3, yi, text, va="center", fontsize=8,
+            axes.text(0.3 if row["score"] is None else row["score"] + 0.3, yi, text, va="center", fontsize=fontsize,
                       color="#888888" if row["score"] is None else "#1f2328")
-        axes.set_yticks(y, labels, fontsize=8)
+        axes.set_yticks(y, labels, fontsize=fontsize)
         axes.set_xlim(0, report["points"] * 1.12 or 1)
         axes.axvline(report["points"], color="#999999", linewidth=0.8, linestyle="--")
         axes.set_xlabel(f"得分 score (满分 {report['points']:g})")
@@ -119,7 +126,7 @@ def company_charts(report: dict) -> dict[str, bytes]:
             values = np.array([row[state] for row in rows], dtype=float)
             axes.barh(y, values, left=left, color=colour, label=label, height=0.6)
             left += values
-        axes.set_yticks(y, labels, fontsize=8)
+        axes.set_yticks(y, labels, fontsize=fontsize)
         axes.set_xlabel("违规 violations")
         axes.legend(loc="lower right", bbox_to_anchor=(1, 1), fontsize=8, frameon=False, ncols=3)
         axes.grid(True, axis="x", alpha=0.3)
