@@ -233,3 +233,44 @@ def test_other_sources_and_roles_are_refused(server):
     assert listed["total"] == 0
     assert httpx.get(f"{server.url}/api/v1/rescans/1", headers=operator, timeout=10).status_code == 404
     assert httpx.get(f"{server.url}/api/v1/rescans", timeout=10).status_code == 401
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_rescan_started_through_the_api_runs_on_a_dask_local_cluster_like_in_process(settings, footage_s3,
+                                                                                     rescan_site, monkeypatch):
+    """With the Dask executor and no scheduler address the API's runner starts a LocalCluster of two
+    worker processes bound to 127.0.0.1; the job stores the same violation and reports the same
+    files as an in-process run of the same prefix."""
+    from vision.config import load_site_config
+    from vision.rescan import JobSpec, RescanJob as ScanJob, results_of
+    from vision.rescan.executors import DaskExecutor, LocalExecutor
+    from vision.rescan.job import file_sha256
+
+    addresses: list[str] = []
+    make_client = DaskExecutor._client
+
+    def spying_client(self):
+        client, cluster = make_client(self)
+        info = client.scheduler_info()
+        addresses.extend([client.scheduler.address, *info["workers"]])
+        return client, cluster
+    monkeypatch.setattr(DaskExecutor, "_client", spying_client)
+
+    source = f"s3://{BUCKET}/nvr/c1"
+    with LiveServer(settings.model_copy(update={"rescan_executor": "dask", "rescan_processes": 2})) as server:
+        operator = key(server, "supervisor")
+        job = start(server, operator, source=source, compound_id="c1").json()
+        job = wait_for(server, operator, job["id"], lambda j: j["status"] in FINISHED, timeout_s=600)
+        assert job["status"] == "partial", job  # the truncated file
+        assert (job["files_done"], job["files_bad"], job["violations_found"], job["violations_new"]) == (2, 1, 1, 1)
+        report = httpx.get(f"{server.url}/api/v1/rescans/{job['id']}/report", headers=operator, timeout=10).json()
+        assert (report["run"]["executor"], report["run"]["processes"]) == ("dask", 2)
+        [event] = events_of(server, operator)["items"]
+    assert len(addresses) == 3, addresses   # the scheduler and two workers
+    assert all(a.startswith("tcp://127.0.0.1:") for a in addresses), addresses
+
+    site = load_site_config(rescan_site)
+    in_process = ScanJob(JobSpec(source, site, file_sha256(rescan_site), str(MODEL), "sampled", threads=1),
+                         LocalExecutor(1), state_root=settings.rescan_state_dir / "in-process", s3=footage_s3).run()
+    assert results_of(report) == results_of(in_process)
+    assert event["id"] == in_process["violations"][0]["id"]
