@@ -102,10 +102,12 @@ def entry_state(entry: GridEntry) -> dict:
             "zone_id": area.zone_id, "assignee": entry.assignee, "source": entry.source}
 
 
-def place_of(session: Session, camera_id: str, zone_id: str) -> Place:
-    """The zone's building and floor from the site file: the zone's own row, else its camera's."""
+def place_of(session: Session, compound_id: str, camera_id: str, zone_id: str) -> Place:
+    """The zone's building and floor from the site file: the zone's own row, else its camera's (only rows
+    of ``compound_id``: another compound's camera has no place here)."""
     rows = {row.zone_id: row for row in session.scalars(
-        select(GridPlace).where(GridPlace.camera_id == camera_id, GridPlace.zone_id.in_((zone_id, ""))))}
+        select(GridPlace).where(GridPlace.compound_id == compound_id, GridPlace.camera_id == camera_id,
+                                GridPlace.zone_id.in_((zone_id, ""))))}
     row = rows.get(zone_id) or rows.get("")
     if row is None:
         return Place(camera_id, zone_id)
@@ -126,7 +128,7 @@ class Responsible:
 
 def responsible_for(session: Session, compound_id: str, camera_id: str, zone_id: str) -> Responsible | None:
     """Who answers for ``zone_id`` of ``camera_id`` in ``compound_id`` (None: no entry covers it)."""
-    place = place_of(session, camera_id, zone_id)
+    place = place_of(session, compound_id, camera_id, zone_id)
     entries = session.scalars(select(GridEntry).where(GridEntry.compound_id == compound_id)).all()
     best = most_specific(((area_of(e), e) for e in entries), place)
     return None if best is None else Responsible(best[1], place)

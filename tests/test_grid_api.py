@@ -49,6 +49,8 @@ compounds:
     cameras:
       - id: cam9
         source: clip.mp4
+        building: "3"
+        floor: 12
         zones:
           - {{id: lane9, kind: fire_lane, polygon: {POLY}, rules: [fire_lane]}}
 """
@@ -193,6 +195,13 @@ def test_grid_listed_from_the_site_file_and_resolved(client, people):
                           headers=viewer).json()
     assert (resolved["building"], resolved["floor"], resolved["entry"]["assignee"]) == ("3", "1", "3号楼 陈")
     assert client.get("/api/v1/compounds/c2/grid", headers=viewer).status_code == 404  # foreign to this viewer
+    # another compound's camera has no place here (c2's building 3, floor 12 is neither revealed nor matched)
+    foreign = client.get("/api/v1/compounds/c1/grid/resolve", params={"camera_id": "cam2", "zone_id": "bins"},
+                         headers=viewer).json()
+    assert foreign["building"] == "5"
+    foreign = client.get("/api/v1/compounds/c1/grid/resolve", params={"camera_id": "cam9", "zone_id": "lane9"},
+                         headers=viewer).json()
+    assert (foreign["building"], foreign["floor"], foreign["entry"]["level"]) == (None, None, "compound")
 
 
 def _grid(client, headers, compound="c1") -> list[dict]:

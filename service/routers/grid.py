@@ -150,7 +150,7 @@ def resolve(compound_id: CompoundPath, camera_id: Identifier, zone_id: Identifie
     """Who a confirmed violation in ``zone_id`` of ``camera_id`` is assigned to, and by which entry."""
     principal.require("grid.read", compound_id)
     found = grid.responsible_for(session, compound_id, camera_id, zone_id)
-    place = found.place if found else grid.place_of(session, camera_id, zone_id)
+    place = found.place if found else grid.place_of(session, compound_id, camera_id, zone_id)
     return Resolution(camera_id=camera_id, zone_id=zone_id, building=place.building, floor=place.floor,
                       entry=entry_public(found.entry) if found else None)
 
