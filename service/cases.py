@@ -8,6 +8,9 @@ States and who moves them (every move is audited; anything else is :class:`Confl
     reinspected --close--> closed                                                     supervisor, admin
     rectified / reinspected / overdue / closed --reopen--> reopened                   supervisor, admin
 
+A new case starts assigned when the grid (:mod:`service.grid`) names someone for its zone: the most specific
+entry (zone > floor > building > compound), with the deadline of its scoring item; otherwise unassigned.
+
 Re-inspection is allowed once the case is rectified or its deadline has passed. "Scene clear" means the
 worker ran the case's rule over fresh frames of the same camera and zone and the rule is not active
 (its end condition holds: no object of the rule stands in the zone). Clear → ``reinspected`` (the
