@@ -122,7 +122,8 @@ compounds:
 def make_bench_footage(out_dir: Path, minutes: float, file_minutes: float, width: int = 1920, height: int = 1080,
                        log: Callable[[str], None] = print) -> tuple[Path, list[Path]]:
     """Generate (or reuse) the bench footage; returns the footage root and the files."""
-    params = {"minutes": minutes, "file_minutes": file_minutes, "w": width, "h": height, "traffic": TRAFFIC, "violation": VIOLATION, "v": 2}
+    # floats, so that 30 and 30.0 (a script and the command) name the same footage
+    params = {"minutes": float(minutes), "file_minutes": float(file_minutes), "w": width, "h": height, "traffic": TRAFFIC, "violation": VIOLATION, "v": 2}
     tag = hashlib.sha256(json.dumps(params).encode()).hexdigest()[:10]
     root = out_dir / f"footage-{tag}"
     n_files = max(1, round(minutes / file_minutes))
