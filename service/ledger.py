@@ -48,6 +48,7 @@ KIND_FORMATS = {"monthly_compound": ("pdf",), "monthly_company": ("pdf",), "bull
 CONTENT_TYPES = {"pdf": "application/pdf", "html": "text/html; charset=utf-8",
                  "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
 _SAFE_SCOPE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+COMPOUNDS_PER_BATCH = 10
 
 
 def ledger_key(kind: str, scope: str, period: str, fmt: str, sha256: str) -> str:
@@ -135,10 +136,11 @@ def generate_month(sessions: sessionmaker, store: ObjectStore, table: scorecard.
             made.append(row)
 
     wanted = [c.id for c in compounds if missing("monthly_compound", c.id)]
-    if wanted:
+    for first in range(0, len(wanted), COMPOUNDS_PER_BATCH):  # the open cases' photos of a batch are in memory
+        batch = wanted[first:first + COMPOUNDS_PER_BATCH]
         with sessions() as session:
-            per = reports.monthly_reports(session, table, wanted, month, as_of=now, store=store)
-        for compound_id in wanted:
+            per = reports.monthly_reports(session, table, batch, month, as_of=now, store=store)
+        for compound_id in batch:
             if stop is not None and stop.is_set():
                 return made
             keep("monthly_compound", compound_id, "pdf", [compound_id],
