@@ -314,6 +314,12 @@ def render_template(name: str, **context) -> str:
 
 def render_pdf(html: str) -> bytes:
     """The HTML page as PDF bytes (WeasyPrint; the CJK text set in Noto Sans CJK from fonts-noto-cjk)."""
+    from PIL import ImageFile
+
+    # Importing WeasyPrint sets Pillow's process-wide LOAD_TRUNCATED_IMAGES, after which the ingest's
+    # JPEG check (service.ingest.jpeg_problem) would accept snapshots cut short; put it back.
+    truncated_before = ImageFile.LOAD_TRUNCATED_IMAGES
     from weasyprint import HTML
+    ImageFile.LOAD_TRUNCATED_IMAGES = truncated_before
 
     return HTML(string=html, base_url=str(TEMPLATES)).write_pdf()
