@@ -16,6 +16,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 import yaml
@@ -58,7 +59,7 @@ BLIND_SPOTS = [
     "car from CCTV height was learnt from a single parking lot (parking_space_cctv); its val/test frames come from "
     "the same video as train, so that figure overstates generalisation.",
     "truck_or_bus: 35 labelled buses plus teacher pseudo-labels; 13 val boxes.",
-    "Trained from scratch at 320 px for a short CPU time budget: small and distant objects are missed first.",
+    "Trained on this machine's CPU for a few hours in all: small and distant objects are missed first.",
 ]
 
 
@@ -123,14 +124,19 @@ def build_card(run: str, onnx: Path, eval_val: dict, eval_test: dict, bench: dic
                     "ours": speed[ours]["ms_mean"], "teacher": speed.get(TEACHER, {}).get("ms_mean"),
                     "met": speed[ours]["ms_mean"] <= BENCH_TARGET_MS})
     command = (run_dir / "command.txt").read_text().strip() if (run_dir / "command.txt").exists() else None
+    numbered = re.fullmatch(r"r(\d+)", run)
+    next_run = f"r{int(numbered.group(1)) + 1}" if numbered else f"{run}-next"
     training = {
         "data": f"datasets/{NAME}.yaml, built by `.venv/bin/python -m datasets.build_merged` into var/datasets/{NAME}",
         "sources": data,
         "teacher_pseudo_labels": "YOLOX-Nano (../shared/weights/yolox_nano.onnx, card models/teachers/yolox_nano.card.yaml) "
                                  "on train images only, for the classes each source does not label; see the definition",
         "command": command,
-        "resume_command": f"nohup nice -n 5 .venv-train/bin/python -m datasets.train_merged --name r2 --time 2 "
-                          f"--init var/runs/{NAME}/{run}/weights/last.pt > var/runs/{NAME}/r2.nohup 2>&1 &",
+        # var/ does not outlive a checkout: the next run starts from the committed ONNX
+        "resume_command": f".venv-train/bin/python -m datasets.onnx_warm_start models/{NAME}.onnx var/runs/{NAME}/warm.pt && "
+                          f"nohup nice -n 10 .venv-train/bin/python -m datasets.train_merged --name {next_run} --time 2 "
+                          f"--imgsz {args.get('imgsz', 320)} --init var/runs/{NAME}/warm.pt "
+                          f"> var/runs/{NAME}/{next_run}.nohup 2>&1 &",
         "epochs": epochs_done(run_dir),
         "train_seconds": round(train_seconds) if train_seconds else None,
         "wall_seconds": [round(w) for w in wall],
@@ -182,7 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = RUNS / args.run
     out = args.onnx.with_suffix(".card.yaml")
     if args.skeleton:
-        out.write_text(f"name: {NAME}\nformat: ultralytics\ninput_size: [320, 320]\nclasses: [{', '.join(CLASSES)}]\n"
+        import onnxruntime as ort  # the input size the model was exported at, not a default
+
+        height, width = ort.InferenceSession(str(args.onnx), providers=["CPUExecutionProvider"]).get_inputs()[0].shape[2:]
+        out.write_text(f"name: {NAME}\nformat: ultralytics\ninput_size: [{width}, {height}]\nclasses: [{', '.join(CLASSES)}]\n"
                        "# skeleton: figures not measured yet (python -m datasets.make_card)\n")
         print(f"wrote {out} (skeleton)")
         return 0
