@@ -25,26 +25,15 @@ def monthly(month: str = typer.Option(..., help="YYYY-MM in the site's time zone
     """Write the monthly report: violations found, confirmed, rejected (false-alarm rate), cases opened,
     closed on time, overdue, the scorecard and its change from the previous month, the worst spots, and
     each open case with its before/after snapshots."""
-    from service import reports, scorecard
-    from service.db import make_engine, session_factory
-    from service.settings import Settings
+    from service import reports
+    from service.db import session_factory
     from service.storage import store_from_url
-    from vision.errors import ConfigError
 
     if fmt not in ("html", "pdf", "json"):
-        typer.echo("error: --format must be html, pdf or json", err=True)
-        raise typer.Exit(2)
+        _fail("--format must be html, pdf or json")
     if not re.fullmatch(r"\d{4}-\d{2}", month):
-        typer.echo(f"error: --month {month!r}: expected YYYY-MM", err=True)
-        raise typer.Exit(2)
-    overrides = {k: v for k, v in (("database_url", database_url), ("storage_url", storage_url)) if v}
-    settings = Settings(**overrides)
-    try:
-        table = scorecard.load_scoring(str(settings.scoring_config or scorecard.DEFAULT_SCORING))
-    except ConfigError as exc:
-        typer.echo(f"invalid scoring table:\n{exc}", err=True)
-        raise typer.Exit(2)
-    engine = make_engine(settings.database_url)
+        _fail(f"--month {month!r}: expected YYYY-MM")
+    settings, table, engine = _open(database_url, storage_url)
     try:
         with session_factory(engine)() as session:
             try:
