@@ -27,7 +27,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service import reports, scorecard
-from service.company_report import bar_chart_size
+from service.company_report import bar_chart_size, compound_label
 from service.models import Compound, Violation, utcnow
 
 MAX_DAYS = 366
@@ -140,10 +140,6 @@ def bulletin(session: Session, table: scorecard.ScoringTable, compound_ids: list
 
 # --- rendering -----------------------------------------------------------------------------------------
 
-def _label(entry: dict) -> str:
-    return f"{entry['compound_name']} ({entry['compound_id']})" if entry["compound_name"] else entry["compound_id"]
-
-
 def ranking_chart(data: dict) -> bytes:
     """Horizontal bars of the ranked compounds' scores, first on top, as SVG (无数据 for the unranked)."""
     import matplotlib
@@ -163,15 +159,13 @@ def ranking_chart(data: dict) -> bytes:
                 f"{entry['score']:g}" + ("（并列）" if entry["tie"] else ""))
             axes.text((entry["score"] or 0) + 0.3, yi, text, va="center", fontsize=fontsize,
                       color="#888888" if entry["score"] is None else "#1f2328")
-        axes.set_yticks(y, [(f"{e['rank']}. " if e["rank"] else "— ") + _label(e) for e in entries], fontsize=fontsize)
+        axes.set_yticks(y, [(f"{e['rank']}. " if e["rank"] else "— ") + compound_label(e) for e in entries],
+                        fontsize=fontsize)
         axes.set_xlim(0, data["points"] * 1.15 or 1)
         axes.axvline(data["points"], color="#999999", linewidth=0.8, linestyle="--")
         axes.set_xlabel(f"得分 score (满分 {data['points']:g})")
         axes.grid(True, axis="x", alpha=0.3)
-        figure.tight_layout()
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="svg")
-    return buffer.getvalue()
+        return reports.svg_bytes(figure)
 
 
 def title(data: dict) -> str:

@@ -14,7 +14,6 @@ data* (a month without any violation found has no score and is left out, never c
 from __future__ import annotations
 
 import datetime as dt
-import io
 
 import numpy as np
 from sqlalchemy import select
@@ -83,7 +82,8 @@ def bar_chart_size(bars: int) -> tuple[float, float]:
     return height, 8.0 if bars <= 30 else max(5.0, 8.0 - (bars - 30) / 10)
 
 
-def _label(row: dict) -> str:
+def compound_label(row: dict) -> str:
+    """A compound's name with its id, or the id alone."""
     return f"{row['compound_name']} ({row['compound_id']})" if row["compound_name"] else row["compound_id"]
 
 
@@ -95,7 +95,7 @@ def company_charts(report: dict) -> dict[str, bytes]:
     from matplotlib.figure import Figure
 
     rows = report["compounds"]
-    labels = [_label(row) for row in rows]
+    labels = [compound_label(row) for row in rows]
     y = np.arange(len(rows))[::-1]  # the first compound on top
     height, fontsize = bar_chart_size(len(rows))
     out = {}
@@ -113,10 +113,7 @@ def company_charts(report: dict) -> dict[str, bytes]:
         axes.axvline(report["points"], color="#999999", linewidth=0.8, linestyle="--")
         axes.set_xlabel(f"得分 score (满分 {report['points']:g})")
         axes.grid(True, axis="x", alpha=0.3)
-        figure.tight_layout()
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="svg")
-        out["scores"] = buffer.getvalue()
+        out["scores"] = reports.svg_bytes(figure)
 
         figure = Figure(figsize=(7, height), dpi=100)
         axes = figure.subplots()
@@ -130,10 +127,7 @@ def company_charts(report: dict) -> dict[str, bytes]:
         axes.set_xlabel("违规 violations")
         axes.legend(loc="lower right", bbox_to_anchor=(1, 1), fontsize=8, frameon=False, ncols=3)
         axes.grid(True, axis="x", alpha=0.3)
-        figure.tight_layout()
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="svg")
-        out["violations"] = buffer.getvalue()
+        out["violations"] = reports.svg_bytes(figure)
     return out
 
 

@@ -260,8 +260,6 @@ def monthly_report(session: Session, table: scorecard.ScoringTable, compound_id:
 
 def daily_chart(report: dict) -> bytes:
     """Stacked bars of the violations found per day (confirmed, rejected, unreviewed) as SVG bytes."""
-    import io
-
     import matplotlib
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
@@ -283,9 +281,16 @@ def daily_chart(report: dict) -> bytes:
         axes.set_ylabel("违规 violations")
         axes.legend(loc="lower right", bbox_to_anchor=(1, 1), fontsize=8, frameon=False, ncols=3)
         axes.grid(True, axis="y", alpha=0.3)
-        figure.tight_layout()
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="svg")
+        return svg_bytes(figure)
+
+
+def svg_bytes(figure) -> bytes:
+    """A laid-out matplotlib figure as SVG bytes (call inside the chart's rc_context: fonts are resolved here)."""
+    import io
+
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="svg")
     return buffer.getvalue()
 
 
