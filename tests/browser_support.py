@@ -10,7 +10,6 @@ import datetime as dt
 import hashlib
 import json
 import shutil
-import socket
 import tempfile
 import threading
 import time
@@ -24,6 +23,7 @@ import pytest
 import uvicorn
 import yaml
 
+from ports import free_port  # noqa: F401 (re-exported for the tests that import it from here)
 from service.app import create_app
 from service.keys import create_key
 from service.settings import Settings
@@ -45,12 +45,6 @@ def launch_chromium(playwright):
         pytest.fail(f"{CHROMIUM} is missing: the browser tests need Debian's chromium package "
                     "(`apt-get install chromium`, done by scripts/setup.sh when run as root)")
     return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class LiveServer:

@@ -19,12 +19,15 @@ segment seeks, re-seeking to 0 on ``segment-done``.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+
+if str(Path(__file__).resolve().parent) not in sys.path:   # loaded by path from vision/bench_live.py
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ports import free_port  # noqa: E402  (below the ephemeral range: the server restarts on its port)
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 
@@ -93,12 +96,6 @@ def serve(port: str, mounts: list[str], user: str | None = None, password: str |
 
 
 # --- helpers for the venv side ---------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def make_clip(path: str | os.PathLike, seconds: float = 6.0, fps: int = 15, size: tuple[int, int] = (640, 360),
               gop: int | None = None, seed: int = 0, moving: bool = True) -> Path:

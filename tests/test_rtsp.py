@@ -79,7 +79,7 @@ def test_rtsp_source_with_credentials_reconnects_and_masks(clip, caplog):
         def restart():
             try:
                 server.start()
-            except RuntimeError as exc:   # seen by the assertion below, not lost in the timer thread
+            except Exception as exc:   # seen by the assertion below, not lost in the timer thread
                 restart_errors.append(exc)
                 source.close()
 
@@ -95,7 +95,8 @@ def test_rtsp_source_with_credentials_reconnects_and_masks(clip, caplog):
                 source.close()
         watchdog.cancel()
         assert not restart_errors, restart_errors
-        assert len(frames) >= 12, f"only {len(frames)} frames: the stream did not come back within 120 s"
+        assert len(frames) >= 12, (f"only {len(frames)} frames: the stream did not come back within 120 s; "
+                                   f"server stderr: {''.join(server.stderr_lines)[-2000:]}")
         assert source.connects == 2
         assert [s.online for s in statuses[1:]] == [True, False, True]
         assert all(b.time_s > a.time_s for a, b in zip(frames, frames[1:]))
