@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("onnx", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("--images", type=int, default=256, help="training images used to measure BN statistics")
-    parser.add_argument("--imgsz", type=int, default=320)
+    parser.add_argument("--imgsz", type=int, default=None, help="default: the ONNX model's input size")
     args = parser.parse_args(argv)
 
     from datasets.train_merged import offline_environment
@@ -76,7 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     from ultralytics.nn.tasks import DetectionModel
 
     torch.set_num_threads(2)
-    weights = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in onnx.load(str(args.onnx)).graph.initializer}
+    graph = onnx.load(str(args.onnx)).graph
+    weights = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in graph.initializer}
+    if args.imgsz is None:     # (1, 3, H, W): the checkpoint is checked at the size the model was exported at
+        args.imgsz = graph.input[0].type.tensor_type.shape.dim[2].dim_value or 320
     model = DetectionModel("yolo11n.yaml", nc=len(NAMES), verbose=False)
     model.names = dict(NAMES)
     model.args = {"imgsz": args.imgsz}

@@ -14,7 +14,8 @@ from typing import List, Optional
 import typer
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_MODEL = ROOT / "models" / "car-v1.onnx"
+#: the project's 7-class detector as deployed: r3 weights at 384 px, static int8 (models/README.md)
+DEFAULT_MODEL = ROOT / "models" / "compound-v1-int8.onnx"
 
 app = typer.Typer(help="CompoundEye: camera analytics for residential compounds "
                        "(overflowing bins, corridor clutter, e-bikes indoors, cars on fire lanes).",
@@ -94,10 +95,16 @@ def detect(paths: List[Path] = typer.Argument(..., help="image files or folders 
 def bench_detector_cmd(model: Path = typer.Option(DEFAULT_MODEL, help="ONNX model to measure"),
                        runs: int = typer.Option(50, min=1, help="timed runs"),
                        threads: int = typer.Option(2, min=1, help="onnxruntime intra-op threads"),
+                       compare: List[Path] = typer.Option([], help="another ONNX model (its card beside it) to time "
+                                                                   "in the same run; repeatable (the teacher always is)"),
                        as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
-    """Milliseconds per frame of the model at its input size, measured with onnxruntime here."""
-    from vision.bench import bench_detector
-    result = bench_detector(str(model), runs=runs, threads=threads)
+    """Milliseconds per frame of the model at its input size, measured with onnxruntime here, with the
+    YOLOX teacher (when ../shared/weights has it) and any --compare models timed in the same run."""
+    from vision.bench import TEACHER, bench_detector
+    others = [(str(p), None) for p in compare]
+    if TEACHER[0].is_file() and Path(model).resolve() != TEACHER[0].resolve():
+        others.append(TEACHER)
+    result = bench_detector(str(model), runs=runs, threads=threads, compare=others)
     typer.echo(json.dumps(result, indent=None if as_json else 2, ensure_ascii=False))
 
 

@@ -1,6 +1,6 @@
-"""`compoundeye train`, `export` and `evaluate`: the detector models (issue 4).
+"""`compoundeye train`, `export`, `quantize` and `evaluate`: the detector models (issue 4).
 
-- ``train`` / ``export`` need the optional ``train`` extra (torch + ultralytics, in .venv-train made by
+- ``train`` / ``export`` / ``quantize`` need the optional ``train`` extra (torch + ultralytics, in .venv-train made by
   ``bash scripts/setup.sh train``). They import it only when they run; without it they stop with a
   clear message. The recipes themselves live in the repository's ``datasets/`` folder.
 - ``evaluate`` needs only onnxruntime: it runs the committed ONNX model through our
@@ -27,7 +27,8 @@ import typer
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFINITION = ROOT / "datasets" / "compound-v1.yaml"
-DEFAULT_MODEL = ROOT / "models" / "compound-v1.onnx"
+FLOAT_MODEL = ROOT / "models" / "compound-v1.onnx"          # what training exports and resumes from
+DEFAULT_MODEL = ROOT / "models" / "compound-v1-int8.onnx"    # what sites run: FLOAT_MODEL at 384 px, static int8
 TEACHER = ROOT.parent / "shared" / "weights" / "yolox_nano.onnx"
 TEACHER_CARD = ROOT / "models" / "teachers" / "yolox_nano.card.yaml"
 #: confidence for AP (all candidates ranked) and the operating confidence for precision / recall
@@ -35,7 +36,7 @@ AP_CONFIDENCE = 0.001
 AP_NMS_IOU = 0.6
 OPERATING_CONFIDENCE = 0.25
 
-models_app = typer.Typer(help="Detector models: train, export, evaluate.", no_args_is_help=True)
+models_app = typer.Typer(help="Detector models: train, export, quantize, evaluate.", no_args_is_help=True)
 
 TRAIN_EXTRA_MISSING = ("the `train` extra is not installed in this environment (torch + ultralytics). "
                        "Run `bash scripts/setup.sh train` and use .venv-train/bin/compoundeye, "
@@ -45,14 +46,16 @@ TRAIN_EXTRA_MISSING = ("the `train` extra is not installed in this environment (
 def _recipes(module: str):
     """Import ``datasets.<module>`` from the repository (the recipes are not part of the installed
     package), failing clearly if torch/ultralytics are missing."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    # before ultralytics is imported: offline, settings and fonts in the project's .yolo (not ~/.config)
+    importlib.import_module("datasets.train_car_detector").offline_environment()
     for name in ("torch", "ultralytics"):
         try:
             importlib.import_module(name)
         except ImportError:
             typer.echo(f"error: {TRAIN_EXTRA_MISSING}", err=True)
             raise typer.Exit(2)
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
     return importlib.import_module(f"datasets.{module}")
 
 
@@ -271,15 +274,34 @@ def train_cmd(name: str = typer.Option("r1", help="run name under var/runs/compo
     if not data.exists():
         typer.echo(f"error: {data} not found; build it with `.venv/bin/python -m datasets.build_merged`", err=True)
         raise typer.Exit(2)
-    argv = [f"--name", name, "--epochs", str(epochs), "--imgsz", str(imgsz), "--batch", str(batch),
+    argv = ["--name", name, "--epochs", str(epochs), "--imgsz", str(imgsz), "--batch", str(batch),
             "--workers", str(workers)] + (["--time", str(hours)] if hours else []) + (["--init", init] if init else [])
     best = recipe.train(name, data, epochs, hours, init, imgsz, batch, workers, argv=argv)
     typer.echo(f"best weights: {best}")
 
 
+@models_app.command("quantize")
+def quantize_cmd(model: Path = typer.Argument(FLOAT_MODEL, help="float ONNX model with its .card.yaml"),
+                 out: Path = typer.Argument(ROOT / "models" / "compound-v1-int8.onnx", help="int8 ONNX to write, with its card"),
+                 imgsz: Optional[int] = typer.Option(None, min=32, help="re-export the same weights at this input size first"),
+                 images: int = typer.Option(300, min=1, help="calibration images from the train splits"),
+                 method: str = typer.Option("minmax", help="calibration: minmax, entropy or percentile"),
+                 measure: bool = typer.Option(True, help="evaluate and bench the result and write them into its card")) -> None:
+    """Static int8 (onnxruntime QDQ) of a float model, calibrated on real train images; the card gets the
+    figures measured in the same run (evaluate val/test with the teacher, bench detector beside the float
+    model). Needs the train extra (onnx; torch + ultralytics for --imgsz)."""
+    recipe = _recipes("quantize_int8")
+    if not model.is_file():
+        typer.echo(f"error: {model} not found", err=True)
+        raise typer.Exit(2)
+    argv = [str(model), str(out), "--images", str(images), "--method", method] + \
+        (["--imgsz", str(imgsz)] if imgsz else []) + ([] if measure else ["--no-measure"])
+    raise typer.Exit(recipe.main(argv))
+
+
 @models_app.command("export")
 def export_cmd(weights: Path = typer.Argument(..., help="ultralytics .pt checkpoint (e.g. var/runs/compound-v1/r1/weights/best.pt)"),
-               out: Path = typer.Option(DEFAULT_MODEL, help="ONNX file to write (temporary name, then renamed)"),
+               out: Path = typer.Option(FLOAT_MODEL, help="ONNX file to write (temporary name, then renamed)"),
                imgsz: int = typer.Option(320, min=32)) -> None:
     """Export a checkpoint to ONNX: static batch 1, opset 17, simplified."""
     recipe = _recipes("train_merged")

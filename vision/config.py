@@ -427,6 +427,10 @@ class DetectorConfig(Strict):
     model: str = Field(description="path to an ONNX model; its model card sits next to it")
     confidence: float = Field(0.25, ge=0.0, le=1.0, description="minimum confidence kept from the model")
     iou: float = Field(0.5, gt=0.0, le=1.0, description="NMS IoU threshold")
+    contained: float | None = Field(0.9, gt=0.0, le=1.0,
+                                    description="drop a box when this share of it lies inside a more confident box of "
+                                                "its class (a part of the same object, e.g. a scooter's lower half); "
+                                                "null: plain NMS")
     threads: int = Field(2, ge=1, le=64)
     extra_models: tuple[ExtraModel, ...] = Field((), description="more models whose detections are merged in")
 

@@ -132,8 +132,20 @@ def letterbox(image: np.ndarray, input_size: tuple[int, int], centred: bool) -> 
 
 # -- decoding (pure) ----------------------------------------------------------------------------
 def nms_per_class(xyxy: np.ndarray, scores: np.ndarray, class_id: np.ndarray, iou: float,
-                  max_detections: int = MAX_DETECTIONS) -> np.ndarray:
-    """Greedy NMS within each class. Returns the kept indices, best score first."""
+                  max_detections: int = MAX_DETECTIONS, contained: float | None = None) -> np.ndarray:
+    """Greedy NMS within each class. Returns the kept indices, best score first.
+
+    With ``contained``, a box is also dropped when that share of the *smaller* of the two boxes lies
+    inside a better-scored box of its class (intersection over the smaller area): a model that boxes
+    a scooter and, beside it, only its lower half gives two boxes whose IoU (0.46) passes NMS but
+    which are one object, and would become two tracks and two violations.
+
+    >>> boxes = np.array([[239, 152, 437, 324], [260, 216, 407, 323]], np.float32)
+    >>> nms_per_class(boxes, np.array([0.34, 0.36]), np.array([2, 2]), iou=0.5).tolist()
+    [1, 0]
+    >>> nms_per_class(boxes, np.array([0.34, 0.36]), np.array([2, 2]), iou=0.5, contained=0.9).tolist()
+    [1]
+    """
     if len(xyxy) == 0:
         return np.zeros(0, np.int64)
     # Offsetting each class into its own region makes one NMS pass equal to per-class NMS.
@@ -151,7 +163,10 @@ def nms_per_class(xyxy: np.ndarray, scores: np.ndarray, class_id: np.ndarray, io
         ih = (np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest])).clip(0)
         inter = iw * ih
         overlap = inter / np.maximum(areas[i] + areas[rest] - inter, 1e-9)
-        order = rest[overlap <= iou]
+        same = overlap > iou
+        if contained is not None:
+            same |= inter / np.maximum(np.minimum(areas[i], areas[rest]), 1e-9) >= contained
+        order = rest[~same]
     return np.asarray(keep, np.int64)
 
 
@@ -269,7 +284,7 @@ class OnnxDetector:
 
     def __init__(self, model_path: str | os.PathLike, card_path: str | os.PathLike | None = None,
                  confidence: float = 0.25, iou: float = 0.5, threads: int = 2,
-                 providers: Sequence[str] | None = None):
+                 providers: Sequence[str] | None = None, contained: float | None = None):
         self.model_path = str(model_path)
         if not Path(self.model_path).is_file():
             raise ModelError(self.model_path, "model file not found")
@@ -278,6 +293,9 @@ class OnnxDetector:
             raise ModelError(self.card_path, f"model card not found (expected next to {Path(self.model_path).name})")
         self.card = ModelCard.load(self.card_path)
         self.confidence, self.iou, self.threads = float(confidence), float(iou), int(threads)
+        #: drop boxes this much inside a better one of their class (:func:`nms_per_class`); None: off,
+        #: as for ``evaluate`` (AP is scored on the model's own output)
+        self.contained = None if contained is None else float(contained)
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads
@@ -357,6 +375,9 @@ class OnnxDetector:
             xyxy, conf, cls = self._decode(output, box)
         except ValueError as exc:
             raise ModelError(self.model_path, str(exc)) from exc
+        if self.contained is not None and len(xyxy) > 1:
+            keep = nms_per_class(xyxy, conf, cls, iou=1.0, contained=self.contained)
+            xyxy, conf, cls = xyxy[keep], conf[keep], cls[keep]
         return Detections(xyxy, conf, cls, self.class_names)
 
     def _decode(self, output: np.ndarray, box: Letterbox):
@@ -413,13 +434,14 @@ class MultiDetector:
 
     def __init__(self, detectors: Sequence[OnnxDetector], iou: float = 0.5,
                  project_classes: Sequence[str] = PROJECT_CLASSES,
-                 keep: Sequence[Sequence[str] | None] | None = None):
+                 keep: Sequence[Sequence[str] | None] | None = None, contained: float | None = None):
         """``keep[k]``, when given, lists the project classes taken from detector ``k`` (the others it
         reports are dropped), e.g. only ``garbage`` from a model whose cars are worse than the default's."""
         if not detectors:
             raise ValueError("MultiDetector needs at least one detector")
         self.detectors = tuple(detectors)
         self.iou = float(iou)
+        self.contained = None if contained is None else float(contained)
         keep = list(keep) if keep is not None else [None] * len(self.detectors)
         if len(keep) != len(self.detectors):
             raise ValueError("keep must have one entry per detector")
@@ -481,7 +503,7 @@ class MultiDetector:
         sub = object.__new__(MultiDetector)
         sub.detectors = tuple(self.detectors[k] for k in chosen)
         sub._maps = [self._maps[k] for k in chosen]
-        sub.iou, sub.class_names = self.iou, self.class_names
+        sub.iou, sub.class_names, sub.contained = self.iou, self.class_names, self.contained
         return sub
 
     def merge(self, per_model: Sequence[Detections]) -> Detections:
@@ -496,7 +518,7 @@ class MultiDetector:
         xyxy_all = np.concatenate(xyxy).astype(np.float32)
         conf_all = np.concatenate(conf).astype(np.float32)
         cls_all = np.concatenate(cls).astype(np.int32)
-        keep = nms_per_class(xyxy_all, conf_all, cls_all, self.iou)
+        keep = nms_per_class(xyxy_all, conf_all, cls_all, self.iou, contained=self.contained)
         return Detections(xyxy_all[keep], conf_all[keep], cls_all[keep], self.class_names)
 
     def detect(self, image_bgr: np.ndarray) -> Detections:
@@ -522,8 +544,9 @@ def build_detector(site, site_path: str | os.PathLike) -> "OnnxDetector | MultiD
 
     site_path = Path(site_path)
     cfg = site.detector
+    contained = getattr(cfg, "contained", None)
     main = OnnxDetector(str(resolve_path(site_path, cfg.model)), confidence=cfg.confidence, iou=cfg.iou,
-                        threads=cfg.threads)
+                        threads=cfg.threads, contained=contained)
     extras = getattr(cfg, "extra_models", ()) or ()
     if not extras:
         return main
@@ -535,6 +558,6 @@ def build_detector(site, site_path: str | os.PathLike) -> "OnnxDetector | MultiD
         card = resolve_path(site_path, extra.card) if extra.card else None
         detectors.append(OnnxDetector(str(resolve_path(site_path, extra.model)), card_path=card,
                                       confidence=extra.confidence if extra.confidence is not None else cfg.confidence,
-                                      iou=cfg.iou, threads=cfg.threads))
+                                      iou=cfg.iou, threads=cfg.threads, contained=contained))
         keep.append(getattr(extra, "classes", None))
-    return MultiDetector(detectors, iou=cfg.iou, keep=keep) if len(detectors) > 1 else main
+    return MultiDetector(detectors, iou=cfg.iou, keep=keep, contained=contained) if len(detectors) > 1 else main
