@@ -183,9 +183,14 @@ def write_card(out: Path, reference: Path, quantization: dict, eval_val: dict, e
     card["training"]["onnx"] = {"file": out.name, "sha256": sha256(out), "opset": card["training"]["onnx"].get("opset"),
                                 "input": f"images [1, 3, {height}, {width}] float32 (quantized inside)",
                                 "output": card["training"]["onnx"].get("output")}
-    metrics = card.setdefault("metrics", {})
-    metrics["val"], metrics["test"] = metrics_table(eval_val), metrics_table(eval_test)
-    metrics["speed_ms_per_frame"] = speed_table(bench)
+    # the float card's figures (another model, possibly measured another way) are not carried over
+    card["metrics"] = metrics = {
+        "how": (f"`compoundeye evaluate --json` on the val and test splits of datasets/compound-v1.yaml, the teacher "
+                f"beside it (AP at conf >= {eval_val['ap_confidence']}, NMS IoU {eval_val['nms_iou']}; precision/recall "
+                f"at conf >= {eval_val['operating_confidence']}, IoU 0.5), and `compoundeye bench detector` with "
+                f"{reference.name} and the teacher timed in the same run; the float model's own figures are in "
+                f"{card_path_for(reference).name}"),
+        "val": metrics_table(eval_val), "test": metrics_table(eval_test), "speed_ms_per_frame": speed_table(bench)}
     card["targets"] = targets_for(eval_val, metrics["speed_ms_per_frame"], out.stem)
     order = ["name", "format", "input_size", "classes", "quantization", "training", "metrics", "targets"]
     ordered = {k: card[k] for k in order if k in card} | {k: v for k, v in card.items() if k not in order}

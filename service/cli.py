@@ -6,8 +6,6 @@ import json
 import logging
 import os
 import signal
-import sys
-import time
 from pathlib import Path
 from typing import List, Optional
 

@@ -23,7 +23,7 @@ def bench_live(cameras: int = typer.Option(64, "--cameras", help="the most camer
                                                               "(GOP 1 s = the sampling rate)"),
                motion_gate: bool = typer.Option(False, help="let the motion gate skip still scenes "
                                                             "(off: every camera is inferred at sample_fps)"),
-               model: Path = typer.Option(ROOT / "models" / "car-v1.onnx", help="ONNX model"),
+               model: Path = typer.Option(ROOT / "models" / "car-v1-int8.onnx", help="ONNX model"),
                threads: int = typer.Option(2, help="onnxruntime threads of the shared detector"),
                as_json: bool = typer.Option(False, "--json", help="print JSON only")) -> None:
     """How many live RTSP cameras (640×360, 15 fps, H.264) this machine holds at 1 inference per second

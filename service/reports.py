@@ -136,7 +136,7 @@ def _daily(session: Session, ids: list[str], table: scorecard.ScoringTable,
     """Violations per local day and review state; days are cut at local midnights (computed here, so
     time zones with daylight saving are right on SQLite and PostgreSQL alike)."""
     days, day = [], period.start.astimezone(table.zone).date()
-    while (midnight := dt.datetime.combine(day, dt.time(0), tzinfo=table.zone)) < period.end:
+    while dt.datetime.combine(day, dt.time(0), tzinfo=table.zone) < period.end:
         days.append(day)
         day += dt.timedelta(days=1)
     ends = [dt.datetime.combine(d + dt.timedelta(days=1), dt.time(0), tzinfo=table.zone) for d in days]

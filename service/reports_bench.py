@@ -28,7 +28,6 @@ import secrets
 import sys
 import tempfile
 import time
-from zoneinfo import ZoneInfo
 
 import cv2
 import numpy as np

@@ -265,9 +265,9 @@ def ledger_rows(session: Session, table: ScoringTable, compound_id: str, period_
         return value.astimezone(table.zone).strftime("%Y-%m-%d %H:%M:%S") if value else ""
 
     seen, out = set(), []
-    for violation, review, case, username in rows:
+    for violation, review, case_row, username in rows:
         item = items.get(violation.rule)
-        counted = f"case:{case.id}" if case else f"violation:{violation.id}"
+        counted = f"case:{case_row.id}" if case_row else f"violation:{violation.id}"
         points = 0.0
         if violation.review_state == "confirmed" and item is not None and counted not in seen:
             seen.add(counted)
@@ -279,10 +279,10 @@ def ledger_rows(session: Session, table: ScoringTable, compound_id: str, period_
             "verdict": review.verdict, "reason": review.reason or "",
             "reviewer": f"user:{username}" if username else f"key:{review.reviewer_key_id}",
             "decided_at_local": local(review.decided_at), "note": review.note or "",
-            "case_id": case.id if case else "", "case_state": case.state if case else "",
-            "assignee": (case.assignee or "") if case else "", "deadline_local": local(case.deadline) if case else "",
-            "rectified_at_local": local(case.rectified_at) if case else "",
-            "closed_at_local": local(case.closed_at) if case else "", "points_deducted": points})
+            "case_id": case_row.id if case_row else "", "case_state": case_row.state if case_row else "",
+            "assignee": (case_row.assignee or "") if case_row else "", "deadline_local": local(case_row.deadline) if case_row else "",
+            "rectified_at_local": local(case_row.rectified_at) if case_row else "",
+            "closed_at_local": local(case_row.closed_at) if case_row else "", "points_deducted": points})
     return out
 
 

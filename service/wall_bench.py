@@ -30,7 +30,6 @@ import uvicorn
 
 from service.app import create_app
 from service.keys import create_key
-from service.live import read_wall_parts
 from service.settings import Settings
 from vision.bench import synthetic_frame
 from vision.config import Camera, Zone

@@ -3,7 +3,7 @@ pipeline (detector → tracker → rules → evidence) over each clip finds the 
 rule, zone and time — and the clean clip of the same scene finds none. Plus an image sequence rendered
 afresh (another seed) from the same real crops.
 
-Detector: the demo's own (configs/demo.yaml): car-v1, plus compound-v1-int8 for garbage, parcels and
+Detector: the demo's own (configs/demo.yaml): car-v1-int8, plus compound-v1-int8 for garbage, parcels and
 people, plus the YOLOX-Nano teacher for the scooter in the lift, read from ../shared/weights (never
 copied here). The lift tests are skipped where that file is absent, as the demo then runs without it.
 """
@@ -126,7 +126,7 @@ def test_the_demo_runs_three_models_with_the_classes_it_takes_from_each(demo_sit
     _, detector = demo_site
     assert isinstance(detector, MultiDetector)
     names = [d.model_version for d in detector.detectors]
-    assert names[:2] == ["car-v1", "compound-v1-int8"]
+    assert names[:2] == ["car-v1-int8", "compound-v1-int8"]
     kept = {d.model_version: {detector.class_names[i] for i in m if i >= 0}
             for d, m in zip(detector.detectors, detector._maps)}
     assert kept["compound-v1-int8"] == {"person", "bicycle", "two_wheeler", "garbage", "box_or_parcel"}

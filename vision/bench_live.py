@@ -22,7 +22,6 @@ import gc
 import importlib.util
 import logging
 import os
-import statistics
 import tempfile
 import threading
 import time
@@ -33,7 +32,7 @@ import psutil
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_MODEL = ROOT / "models" / "car-v1.onnx"
+DEFAULT_MODEL = ROOT / "models" / "car-v1-int8.onnx"   # what the demo site runs (car-v1, static int8)
 MAX_LAG_S = 2.0
 
 log = logging.getLogger(__name__)

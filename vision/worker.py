@@ -6,9 +6,7 @@ takes the other cameras or the worker down.
 """
 from __future__ import annotations
 
-import json
 import logging
-import os
 import random
 import tempfile
 import threading

@@ -16,7 +16,7 @@ from service.auth import Principal
 from service.deps import CurrentPrincipal, SessionDep, StoreDep
 from service.errors import InvalidEvent
 from service.ingest import declared_type_problem
-from service.models import CASE_STATES, Case, Violation, utcnow
+from service.models import Case, Violation, utcnow
 from service.schemas import Identifier
 from service.routers.common import scope_to_compounds
 

@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -192,7 +191,7 @@ def bench_rescan(minutes: float = 30.0, file_minutes: float = 5.0, out_dir: Path
     root, files = make_bench_footage(out_dir, minutes, file_minutes, log=log)
     info = probe(files[0])
     duration = sum(probe(f)["duration_s"] or 0.0 for f in files)
-    model = ROOT / "models" / "car-v1.onnx"
+    model = ROOT / "models" / "car-v1-int8.onnx"   # what the demo site runs (car-v1, static int8)
     site_path = out_dir / "bench-site.yaml"
     site_path.write_text(bench_site_yaml(model, sorted({f.parent.parent.name for f in files}), sample_fps))
     site = load_site_config(site_path)

@@ -11,9 +11,13 @@ import glob
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vision.errors import SourceError
 from vision.rescan.naming import NamingError, read_sidecar
+
+if TYPE_CHECKING:   # imported where it is used (minio only when the source is on S3)
+    from vision.rescan.s3 import S3Footage
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".avi", ".ts", ".mts", ".m2ts", ".flv", ".webm",
                               ".mpg", ".mpeg", ".h264", ".264", ".h265", ".265", ".hevc", ".3gp", ".wmv", ".asf"})

@@ -18,7 +18,7 @@ import secrets
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from typing import Callable, Iterable
+from typing import Callable
 
 from vision.rescan.scan import FileResult, FileTask, ScanSettings, scan_file
 

@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Callable
 
 from vision.config import SiteConfig
-from vision.errors import CompoundEyeError, SourceError
-from vision.rescan.discover import Discovery, FootageFile, discover
+from vision.errors import CompoundEyeError
+from vision.rescan.discover import Discovery, discover
 from vision.rescan.naming import DEFAULT_PATTERN, NamingError, NamingPattern
-from vision.rescan.report import build_report, compare_reports, write_json
+from vision.rescan.report import build_report
 from vision.rescan.scan import FileResult, FileTask, ScanSettings
 
 log = logging.getLogger(__name__)
