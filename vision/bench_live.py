@@ -59,6 +59,17 @@ def _slope_mb_per_hour(samples: list[tuple[float, float]]) -> float | None:
     return float(np.polyfit(t - t[0], rss, 1)[0] * 3600)
 
 
+def _by_minute(samples: list[tuple[float, float]]) -> list[float]:
+    """RSS (MB) at the first sample of every minute of the measurement, for a reader to look at."""
+    if not samples:
+        return []
+    t0, out = samples[0][0], []
+    for t, rss in samples:
+        if t - t0 >= 60 * len(out):
+            out.append(round(rss, 1))
+    return out
+
+
 class _Sampler:
     """CPU seconds and RSS of this process, sampled every ``interval_s`` on a thread."""
 
@@ -88,8 +99,13 @@ class _Sampler:
         self._thread.join()
         wall = time.monotonic() - self.t0
         self.rss.append((time.monotonic(), self.process.memory_info().rss / 2**20))
+        half = len(self.rss) // 2
         return {"cpu_cores": (self._cpu() - self.cpu0) / wall, "rss_mb": self.rss[-1][1],
-                "rss_slope_mb_per_h": _slope_mb_per_hour(self.rss), "wall_s": wall}
+                "rss_slope_mb_per_h": _slope_mb_per_hour(self.rss),
+                # the two halves apart: growth that levels off (allocator arenas, a cache reaching its
+                # bound) has a smaller slope in the second half; a leak keeps its slope
+                "rss_slope_mb_per_h_halves": [_slope_mb_per_hour(self.rss[:half]), _slope_mb_per_hour(self.rss[half:])],
+                "rss_mb_by_minute": _by_minute(self.rss), "wall_s": wall}
 
 
 def _site(n: int, urls: list[str], work: Path, sample_fps: float, keyframes_only: bool, motion_gate: bool,
@@ -149,7 +165,8 @@ def run_ours(n: int, urls: list[str], work: Path, seconds: float, warmup_s: floa
         "rss_mb": usage["rss_mb"], "rss_mb_per_camera": usage["rss_mb"] / n,
         # what the cameras add to the process (its libraries and the model are there before the first)
         "rss_mb_per_camera_added": (usage["rss_mb"] - rss_before_mb) / n,
-        "rss_slope_mb_per_h": usage["rss_slope_mb_per_h"], "detector_busy_s_total": busy,
+        "rss_slope_mb_per_h": usage["rss_slope_mb_per_h"], "rss_slope_mb_per_h_halves": usage["rss_slope_mb_per_h_halves"],
+        "rss_mb_by_minute": usage["rss_mb_by_minute"], "detector_busy_s_total": busy,
         "held": drops["replaced"] + drops["stale"] == 0 and offline == 0 and online == n
                 and (_percentile(latencies, 95) or 99) < MAX_LAG_S,
     }
