@@ -93,6 +93,14 @@ def versions() -> dict:
     return found
 
 
+def onnx_input_size(model: Path) -> tuple[int, int]:
+    """(width, height) of an ONNX detector's input, read from the file (not from a default)."""
+    import onnxruntime as ort
+
+    height, width = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).get_inputs()[0].shape[2:]
+    return int(width), int(height)
+
+
 def speed_table(bench: dict) -> dict:
     """``bench detector`` JSON reduced to {model: {ms_mean, ms_p50, input, frame, threads}}, ours first."""
     speed = {}
@@ -199,9 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = RUNS / args.run
     out = args.onnx.with_suffix(".card.yaml")
     if args.skeleton:
-        import onnxruntime as ort  # the input size the model was exported at, not a default
-
-        height, width = ort.InferenceSession(str(args.onnx), providers=["CPUExecutionProvider"]).get_inputs()[0].shape[2:]
+        width, height = onnx_input_size(args.onnx)
         out.write_text(f"name: {NAME}\nformat: ultralytics\ninput_size: [{width}, {height}]\nclasses: [{', '.join(CLASSES)}]\n"
                        "# skeleton: figures not measured yet (python -m datasets.make_card)\n")
         print(f"wrote {out} (skeleton)")

@@ -40,6 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from datasets.make_card import onnx_input_size as input_size_of  # noqa: E402
 from vision.detector import OnnxDetector, card_path_for  # noqa: E402
 
 #: calibration images per run (spread over the sources in proportion to their train splits)
@@ -90,14 +91,6 @@ def head_float_nodes(model_path: Path) -> list[str]:
     return [n.name for n in graph.node if n.name.startswith(HEAD_PREFIX) and not n.name.startswith(HEAD_BRANCHES)]
 
 
-def input_size_of(model: Path) -> tuple[int, int]:
-    """(width, height) of an ONNX detector's input, read from the file."""
-    import onnxruntime as ort
-
-    height, width = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).get_inputs()[0].shape[2:]
-    return int(width), int(height)
-
-
 def resized_float(model: Path, imgsz: int, workdir: Path) -> Path:
     """The float ``model`` re-exported at ``imgsz`` (square), with its card, in ``workdir``."""
     from datasets import onnx_warm_start
@@ -107,10 +100,14 @@ def resized_float(model: Path, imgsz: int, workdir: Path) -> Path:
     if onnx_warm_start.main([str(model), str(checkpoint)]) != 0:
         raise SystemExit(f"could not rebuild a checkpoint from {model}")
     resized = export_onnx(checkpoint, workdir / f"{model.stem}-{imgsz}.onnx", imgsz)
-    card = yaml.safe_load(card_path_for(model).read_text())
-    card["input_size"] = [imgsz, imgsz]
-    card_path_for(resized).write_text(yaml.safe_dump(card, sort_keys=False, allow_unicode=True, width=120))
+    _copy_card(model, resized, input_size=[imgsz, imgsz])
     return resized
+
+
+def _copy_card(source: Path, target: Path, **changes) -> None:
+    """``source``'s card, with ``changes``, written as ``target``'s (what loads it before its own card exists)."""
+    card = yaml.safe_load(card_path_for(source).read_text()) | changes
+    card_path_for(target).write_text(yaml.safe_dump(card, sort_keys=False, allow_unicode=True, width=120))
 
 
 def quantize(model: Path, out: Path, images: list[Path], method: str = "minmax") -> dict:
@@ -135,9 +132,7 @@ def quantize(model: Path, out: Path, images: list[Path], method: str = "minmax")
                               "percentile": CalibrationMethod.Percentile}[method],
             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
         os.replace(partial, out)
-    card = yaml.safe_load(card_path_for(model).read_text())
-    card["name"] = out.stem
-    card_path_for(out).write_text(yaml.safe_dump(card, sort_keys=False, allow_unicode=True, width=120))
+    _copy_card(model, out, name=out.stem)
     OnnxDetector(out, threads=2)   # loads, and its input/output agree with the card
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB; {len(images)} calibration images, "
           f"{len(excluded)} head nodes kept float, {method})", flush=True)
@@ -153,7 +148,7 @@ def measure(out: Path, reference: Path) -> tuple[dict, dict, dict]:
     """``evaluate`` (val, test; teacher beside, and ours + teacher merged) and ``bench detector`` (the
     float ``reference`` and the teacher timed beside), all in this run."""
     from service.cli_models import TEACHER, TEACHER_CARD, evaluate_models, load_detectors, load_eval_sets
-    from vision.bench import TEACHER as BENCH_TEACHER, bench_detector
+    from vision.bench import bench_detector, teacher_beside
 
     reports = {}
     for split in ("val", "test"):
@@ -162,8 +157,7 @@ def measure(out: Path, reference: Path) -> tuple[dict, dict, dict]:
         report.update(split=split, notes=notes)
         reports[split] = report
         print(f"evaluated {split}", flush=True)
-    compare = [(reference, None)] + ([BENCH_TEACHER] if BENCH_TEACHER[0].is_file() else [])
-    bench = bench_detector(str(out), runs=200, compare=compare)
+    bench = bench_detector(str(out), runs=200, compare=[(reference, None)] + teacher_beside(out))
     return reports["val"], reports["test"], bench
 
 

@@ -98,10 +98,8 @@ def bench_detector_cmd(model: Path = typer.Option(DEFAULT_MODEL, help="ONNX mode
                        as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """Milliseconds per frame of the model at its input size, measured with onnxruntime here, with the
     YOLOX teacher (when ../shared/weights has it) and any --compare models timed in the same run."""
-    from vision.bench import TEACHER, bench_detector
-    others = [(str(p), None) for p in compare]
-    if TEACHER[0].is_file() and Path(model).resolve() != TEACHER[0].resolve():
-        others.append(TEACHER)
+    from vision.bench import bench_detector, teacher_beside
+    others = [(str(p), None) for p in compare] + teacher_beside(model)
     result = bench_detector(str(model), runs=runs, threads=threads, compare=others)
     typer.echo(json.dumps(result, indent=None if as_json else 2, ensure_ascii=False))
 

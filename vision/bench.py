@@ -48,6 +48,12 @@ REPO = Path(__file__).resolve().parents[1]
 TEACHER = (REPO.parent / "shared" / "weights" / "yolox_nano.onnx", REPO / "models" / "teachers" / "yolox_nano.card.yaml")
 
 
+def teacher_beside(model_path: str | os.PathLike) -> list[tuple[Path, Path]]:
+    """``[TEACHER]`` when its file exists and ``model_path`` is not the teacher itself, else ``[]``:
+    what ``bench detector`` times beside a model unless told otherwise."""
+    return [TEACHER] if TEACHER[0].is_file() and Path(model_path).resolve() != TEACHER[0].resolve() else []
+
+
 def bench_detector(model_path: str | os.PathLike, runs: int = 50, warmup: int = 5, threads: int = 2,
                    card_path: str | os.PathLike | None = None, image: np.ndarray | None = None,
                    providers: list[str] | None = None,
@@ -69,7 +75,7 @@ def bench_detector(model_path: str | os.PathLike, runs: int = 50, warmup: int = 
         ModelError: if the model or its card cannot be loaded.
     """
     if compare is None:
-        compare = [TEACHER] if TEACHER[0].is_file() and Path(model_path).resolve() != TEACHER[0].resolve() else []
+        compare = teacher_beside(model_path)
     result = _bench_one(model_path, runs, warmup, threads, card_path, image, providers)
     result["compare"] = [_bench_one(m, runs, warmup, threads, c, image, providers) for m, c in compare]
     return result
