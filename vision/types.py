@@ -4,6 +4,7 @@ Shapes are checked once, at construction; everything downstream trusts them.
 """
 from __future__ import annotations
 
+import datetime as _dt
 import hashlib
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -117,10 +118,18 @@ class Detections:
         return np.stack([(self.xyxy[:, 0] + self.xyxy[:, 2]) / 2, self.xyxy[:, 3]], axis=1)
 
 
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+
+
 def violation_id(camera_id: str, rule: str, zone: str, start_time_s: float) -> str:
     """Deterministic id of a violation: the same camera, rule, zone and start frame time (to the
-    millisecond) give the same id, so a retried post or a re-scan is the same violation."""
-    key = f"{camera_id}|{rule}|{zone}|{round(start_time_s * 1000)}"
+    millisecond) give the same id, so a retried post or a re-scan is the same violation.
+
+    The time is taken to the microsecond first, as the event's ISO ``start_time`` carries it: the API
+    recomputes the id from that text, and a float just under a half millisecond (…263.49999 ms) must
+    not round down here and up (…263.500 ms) there."""
+    micros = (_dt.datetime.fromtimestamp(start_time_s, _dt.timezone.utc) - _EPOCH) // _dt.timedelta(microseconds=1)
+    key = f"{camera_id}|{rule}|{zone}|{(micros + 500) // 1000}"
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
