@@ -174,11 +174,13 @@ def bench_rescan(minutes: float = typer.Option(30.0, min=0.5, help="total footag
                  file_minutes: float = typer.Option(5.0, min=0.5, help="length of each generated file"),
                  out_dir: Path = typer.Option(ROOT / "var" / "bench-rescan", help="footage and work folder"),
                  baseline: bool = typer.Option(True, help="run the ultralytics baseline in .venv-train when present"),
+                 footage_fps: int = typer.Option(25, min=1, max=60,
+                                                 help="frame rate of the generated footage (25: a PAL-region NVR's default)"),
                  as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """× real time of the re-scan modes (keyframes, sampled 1 fps, adaptive; 1 and 2 processes) on
-    generated 1080p H.264 footage (keyframe every 2 s, moving and parked cars), and of the
-    ultralytics baseline with the same ONNX model and sampling."""
+    generated 1080p H.264 footage (keyframe every 2 s, moving and parked cars, 25 fps unless told),
+    and of the ultralytics baseline with the same ONNX model and sampling."""
     from vision.rescan.bench import bench_rescan as run_bench
     result = run_bench(minutes=minutes, file_minutes=file_minutes, out_dir=out_dir, baseline=baseline,
-                       log=lambda msg: typer.echo(msg, err=True))
+                       footage_fps=footage_fps, log=lambda msg: typer.echo(msg, err=True))
     typer.echo(json.dumps(result, indent=None if as_json else 2, ensure_ascii=False))
