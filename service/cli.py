@@ -99,8 +99,13 @@ def bench_detector_cmd(model: Path = typer.Option(DEFAULT_MODEL, help="ONNX mode
     """Milliseconds per frame of the model at its input size, measured with onnxruntime here, with the
     YOLOX teacher (when ../shared/weights has it) and any --compare models timed in the same run."""
     from vision.bench import bench_detector, teacher_beside
+    from vision.errors import ModelError
     others = [(str(p), None) for p in compare] + teacher_beside(model)
-    result = bench_detector(str(model), runs=runs, threads=threads, compare=others)
+    try:
+        result = bench_detector(str(model), runs=runs, threads=threads, compare=others)
+    except ModelError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2)
     typer.echo(json.dumps(result, indent=None if as_json else 2, ensure_ascii=False))
 
 

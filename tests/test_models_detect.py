@@ -96,3 +96,13 @@ def test_plain_output_names_the_bad_file(tmp_path, frame):
     lines = result.stdout.splitlines()
     assert any(line.startswith(f"{tmp_path / 'bad.jpg'}: ERROR empty file") for line in lines), lines
     assert any(line.startswith(f"{tmp_path / 'ok.jpg'}: ") and "ERROR" not in line for line in lines), lines
+
+
+def test_bench_detector_without_a_card_or_a_file_is_one_error_line(tmp_path):
+    lone = tmp_path / "lone.onnx"
+    lone.write_bytes(CAR_MODEL.read_bytes())   # the model without its card beside it
+    for model, says in ((lone, "model card not found"), (tmp_path / "missing.onnx", "model file not found")):
+        result = CliRunner().invoke(app, ["bench", "detector", "--json", "--runs", "1", "--model", str(model)])
+        assert result.exit_code == 2, result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+        assert says in result.stderr and "Traceback" not in result.output
