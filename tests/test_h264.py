@@ -1,9 +1,10 @@
-"""Disposable H.264 frames (vision/h264.py): the NAL header parsing by hand, the skip decision on a
+"""Disposable H.264 frames and GOP tails (vision/h264.py): the NAL header parsing by hand, the skip decision on a
 hand-made timeline, and a sampled FileSource that skips them yielding exactly the frames of a full
 decode on a B-frame clip."""
 from __future__ import annotations
 
 import hashlib
+import math
 from fractions import Fraction
 
 import av
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 from vision import h264
-from vision.h264 import DisposableFrames, is_disposable, nal_length_size
+from vision.h264 import DisposableFrames, GopTails, is_disposable, nal_length_size
 from vision.sources import TICK_EPSILON_S, FileSource
 
 AVCC = bytes([1, 0x64, 0, 0x28, 0xFF, 0xE1, 0])   # avcC header, 4-byte NAL lengths
@@ -84,17 +85,76 @@ def b_frame_clip(tmp_path_factory):
     return path
 
 
-def sampled(path, fps: float) -> tuple[list[tuple[float, str]], int]:
-    with FileSource(path, "cam", sample_fps=fps, start_time_s=100.0) as source:
+def sampled(path, fps: float, threads: int = 0) -> tuple[list[tuple[float, str]], int]:
+    with FileSource(path, "cam", sample_fps=fps, start_time_s=100.0, threads=threads) as source:
         frames = [(round(f.time_s, 6), hashlib.sha256(f.image.tobytes()).hexdigest()) for f in source]
         return frames, source._disposable.skipped
+
+
+def tails_skipped(path, fps: float, threads: int = 0) -> tuple[list[tuple[float, str]], int]:
+    with FileSource(path, "cam", sample_fps=fps, start_time_s=100.0, threads=threads) as source:
+        frames = [(round(f.time_s, 6), hashlib.sha256(f.image.tobytes()).hexdigest()) for f in source]
+        return frames, source._tails.skipped
+
+
+def decode_everything(monkeypatch) -> None:
+    monkeypatch.setattr(h264.DisposableFrames, "skip", lambda self, packet, time_s: False)
+    monkeypatch.setattr(h264.GopTails, "__call__", lambda self, packets: ((p, True) for p in packets))
 
 
 @pytest.mark.parametrize("fps", [1.0, 3.0, 4.0])
 def test_sampling_without_disposable_frames_yields_the_frames_of_a_full_decode(b_frame_clip, fps, monkeypatch):
     frames, skipped = sampled(b_frame_clip, fps)
     assert skipped > 0
-    monkeypatch.setattr(h264.DisposableFrames, "skip", lambda self, packet, time_s: False)
+    decode_everything(monkeypatch)
     full, _ = sampled(b_frame_clip, fps)
     assert frames == full
     assert len(full) == round(8 * fps)
+
+
+@pytest.mark.parametrize("fps,threads", [(1.0, 1), (1.0, 0), (0.4, 1), (0.25, 0), (2.0, 1)])
+def test_gop_tails_after_the_last_sampled_frame_stay_undecoded_and_change_no_frame(b_frame_clip, fps, threads,
+                                                                                  monkeypatch):
+    """The clip has a keyframe every 2 s: at 1 fps the second half of every GOP but the first and
+    last is not needed; at 0.4 and 0.25 fps whole GOPs are skipped; at 2 fps (a tick every 0.5 s)
+    only the last 0.5 s of each."""
+    frames, skipped = tails_skipped(b_frame_clip, fps, threads)
+    assert skipped > 0
+    decode_everything(monkeypatch)
+    full, _ = tails_skipped(b_frame_clip, fps, threads)
+    assert frames == full
+    assert len(full) == math.ceil(8 * fps - 1e-9)
+
+
+def _packets(times, keys, idr=True):
+    """Fake demuxed packets: ``bytes`` with PyAV's attributes; an IDR or a non-IDR slice NAL."""
+    class P(bytes):
+        pass
+    out = []
+    for i, (t, key) in enumerate(zip(times, keys)):
+        nal = (0x65 if idr else 0x41) if key else 0x41   # nal_ref_idc 3; type 5 (IDR) or 1
+        p = P(len(b"xx").to_bytes(4, "big") + bytes([nal, 0x88]))
+        p.dts, p.pts, p.is_keyframe = i, t, key
+        out.append(p)
+    return out
+
+
+def test_gop_tails_plan_on_fake_packets():
+    frames = DisposableFrames("h264", AVCC, sample_fps=1.0, epsilon_s=TICK_EPSILON_S)
+    frames.origin_s = 0.0
+    # three GOPs of 2 s at 4 fps, in presentation order (no B-frames), keyframes at 0, 2, 4
+    times = [i * 0.25 for i in range(24)]
+    keys = [t in (0.0, 2.0, 4.0) for t in times]
+    tails = GopTails(frames, lambda p: p.pts)
+    plan = [(p.pts, needed) for p, needed in tails(_packets(times, keys))]
+    assert [t for t, _ in plan] == times   # every packet once, in order
+    skipped = [t for t, needed in plan if not needed]
+    # GOP 1 (the first) whole; GOP 2 up to its frame at 3.0 s; GOP 3 (the last) whole
+    assert skipped == [3.25, 3.5, 3.75]
+    assert tails.skipped == 3
+    # non-IDR keyframes (open GOPs): nothing is cut
+    tails = GopTails(frames, lambda p: p.pts)
+    assert all(needed for _, needed in tails(_packets(times, keys, idr=False)))
+    # a GOP longer than the limit is decoded whole
+    tails = GopTails(frames, lambda p: p.pts, max_packets=4)
+    assert all(needed for _, needed in tails(_packets(times, keys)))

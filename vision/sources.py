@@ -23,7 +23,7 @@ from typing import Callable, Iterator
 import av
 
 from vision.errors import SourceError
-from vision.h264 import DisposableFrames
+from vision.h264 import DisposableFrames, GopTails
 from vision.types import Frame
 
 # A file whose last decoded frame is this far before its declared end was cut short. Real
@@ -182,8 +182,9 @@ class FileSource:
             it is yielded — e.g. :meth:`vision.evidence.ClipRecorder.push_packet`, so clips can be cut
             without re-encoding. An exception from the sink stops the iteration.
 
-    Frames the sampling would not pick and no other frame refers to (H.264 disposable frames, see
-    :mod:`vision.h264`) are not decoded at all; the frames yielded are exactly those of a full decode.
+    Frames the sampling would not pick and no other frame refers to (H.264 disposable frames), and
+    the frames of a closed GOP after the last one the sampling picks in it, are not decoded at all
+    (see :mod:`vision.h264`); the frames yielded are exactly those of a full decode.
 
     Iterating yields :class:`Frame` with ``image`` BGR uint8, ``time_s = start_time_s + offset +
     pts_s`` and ``position = f"{path}@{pts_s:.3f}"``.
@@ -217,6 +218,7 @@ class FileSource:
         self._container, self._stream = _open(self.path, self.threads)
         ctx = self._stream.codec_context
         self._disposable = DisposableFrames(ctx.name, bytes(ctx.extradata or b""), self.sample_fps, TICK_EPSILON_S)
+        self._tails: GopTails | None = None   # the current pass's (its ``skipped`` count)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def close(self) -> None:
@@ -300,7 +302,9 @@ class FileSource:
         shift = round(offset_s / time_base)  # later passes of a looping file continue the timeline
         codec = stream_codec(stream) if self.packet_sink is not None else None
         disposable = self._disposable
-        for packet in container.demux(stream):
+        tails = self._tails = GopTails(disposable, lambda packet: None if packet.pts is None
+                                       else offset_s + float(packet.pts * time_base))
+        for packet, needed in tails(container.demux(stream)):
             if packet.dts is not None:
                 pts = packet.pts if packet.pts is not None else packet.dts
                 if self.packet_sink is not None:
@@ -312,7 +316,7 @@ class FileSource:
                 if packet.pts is not None:
                     timeline_s = offset_s + float(packet.pts * time_base)
                     disposable.note(timeline_s)
-                    if disposable.skip(packet, timeline_s):
+                    if not needed or disposable.skip(packet, timeline_s):
                         continue
                 if packet.is_corrupt:
                     # a packet cut off by the end of a truncated file: a single-threaded decoder

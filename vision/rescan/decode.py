@@ -5,8 +5,8 @@
 - :func:`sampled_stretches` decodes only some stretches of a file, seeking to the keyframe before
   each, and picks frames on the *same* sampling ticks as a :class:`FileSource` reading the whole
   file would (ticks ``k / fps`` after the file's first frame), so the frames fed to the pipeline in
-  a stretch are the very frames the sampled mode feeds it (disposable frames between two ticks are
-  not decoded, as in :class:`FileSource`).
+  a stretch are the very frames the sampled mode feeds it (disposable frames between two ticks, and
+  the frames of a closed GOP after its last sampled one, are not decoded, as in :class:`FileSource`).
 
 ``threads`` is the number of decoder threads (0: FFmpeg's choice for the machine); a pool of
 processes sharing the cores wants 1 each, so decoder threads and onnxruntime threads do not fight
@@ -26,7 +26,7 @@ from typing import Callable, Iterator
 import av
 
 from vision.errors import SourceError
-from vision.h264 import DisposableFrames
+from vision.h264 import DisposableFrames, GopTails
 from vision.sources import TICK_EPSILON_S, TRUNCATION_TOLERANCE_S, VideoPacket, stream_codec
 
 _LIBRARY_ERRORS = (av.FFmpegError, OSError)
@@ -195,12 +195,13 @@ def sampled_stretches(path: str, stretches: list[tuple[float, float]], sample_fp
             try:
                 container.seek(max(0, int(start_s / time_base)), stream=stream, backward=True, any_frame=False)
                 done = False
-                for packet in container.demux(stream):
+                tails = GopTails(disposable, lambda packet: None if packet.pts is None else float(packet.pts * time_base))
+                for packet, needed in tails(container.demux(stream)):
                     forward(packet)
                     if packet.dts is not None and packet.pts is not None:
                         packet_s = float(packet.pts * time_base)
                         disposable.note(packet_s)
-                        if packet.is_corrupt or disposable.skip(packet, packet_s):
+                        if not needed or packet.is_corrupt or disposable.skip(packet, packet_s):
                             continue
                     for frame in packet.decode():
                         if frame.pts is None:
