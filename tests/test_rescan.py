@@ -1,8 +1,10 @@
 """Re-scan of stored footage (issue 10): naming, bad input, modes, resume, compare, the command."""
 from __future__ import annotations
 
+import hashlib
 import json
 import tempfile
+import threading
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -194,3 +196,45 @@ def test_rescan_command_refuses_a_state_folder_of_another_job(tmp_path, footage,
                                       "--state-dir", str(tmp_path / "state"), "--no-progress"])
     assert result.exit_code == 2
     assert "belongs to another job" in result.output
+
+
+# --- prefetched keyframe reads ------------------------------------------------------------------------
+
+def _keyframe_read(path: str, prefetch: bool) -> tuple[list, list, set]:
+    from vision.rescan.decode import keyframes
+    packets, frames, sink_threads = [], [], set()
+
+    def sink(packet) -> None:
+        packets.append((packet.dts, round(packet.time_s, 6), packet.is_keyframe, len(packet.data)))
+        sink_threads.add(threading.get_ident())
+
+    for decoded in keyframes(path, 100.0, sink, None, threads=1, prefetch=prefetch):
+        frames.append((decoded.pts_s, hashlib.sha256(decoded.image.tobytes()).hexdigest()))
+    return packets, frames, sink_threads
+
+
+@pytest.mark.parametrize("name", ["violation", "traffic"])
+def test_prefetched_keyframes_are_those_of_a_plain_read_with_the_packets_in_the_callers_thread(clips, name):
+    plain_packets, plain_frames, _ = _keyframe_read(str(clips[name]), prefetch=False)
+    packets, frames, sink_threads = _keyframe_read(str(clips[name]), prefetch=True)
+    assert frames == plain_frames and len(frames) > 5
+    assert packets == plain_packets
+    assert sink_threads == {threading.get_ident()}
+
+
+def test_prefetched_keyframes_report_a_truncated_file_alike_and_stop_when_left(tmp_path, clips):
+    from vision.errors import SourceError
+    from vision.rescan.decode import keyframes
+    data = clips["traffic"].read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) * 2 // 5])
+    reasons = []
+    for prefetch in (False, True):
+        with pytest.raises(SourceError) as caught:
+            list(keyframes(str(cut), threads=1, prefetch=prefetch))
+        reasons.append(caught.value.reason)
+    assert reasons[0] == reasons[1] and "truncated" in reasons[0]
+    reading = keyframes(str(clips["violation"]), threads=1, prefetch=True)
+    next(reading)
+    reading.close()   # the caller leaves after one frame: the reading thread ends
+    assert not [t for t in threading.enumerate() if t.name.startswith("keyframes:")]

@@ -18,7 +18,10 @@ them) and translate PyAV errors and truncated files into :class:`SourceError` na
 from __future__ import annotations
 
 import math
+import os
+import queue
 import statistics
+import threading
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Callable, Iterator
@@ -127,9 +130,72 @@ def _check_complete(path: str, container, stream, last_pts_s: float | None, what
 
 
 def keyframes(path: str, start_time_s: float = 0.0, packet_sink: Callable[[VideoPacket], None] | None = None,
-              should_stop: Callable[[], bool] | None = None, threads: int = 0) -> Iterator[DecodedFrame]:
+              should_stop: Callable[[], bool] | None = None, threads: int = 0,
+              prefetch: bool = False) -> Iterator[DecodedFrame]:
     """Decode only the keyframes of ``path``, in order. Every packet goes to ``packet_sink`` (with
-    frame times ``start_time_s + pts``). Raises SourceError on decoding errors and truncated files."""
+    frame times ``start_time_s + pts``). Raises SourceError on decoding errors and truncated files.
+
+    ``prefetch``: demux and decode in a thread of its own, up to :data:`PREFETCH_FRAMES` keyframes
+    ahead, so that decoding the next keyframe overlaps whatever the caller does with this one (the
+    model): for a process that has the machine's cores to itself. The packets still reach
+    ``packet_sink`` in the caller's thread, in decode order, before the frames decoded from them."""
+    if not prefetch:
+        yield from _keyframes(path, start_time_s, packet_sink, should_stop, threads)
+        return
+    yield from _prefetched(path, start_time_s, packet_sink, should_stop, threads)
+
+
+#: How many decoded keyframes a prefetching read may hold ahead of its caller.
+PREFETCH_FRAMES = 3
+
+
+def _prefetched(path, start_time_s, packet_sink, should_stop, threads) -> Iterator[DecodedFrame]:
+    items: queue.Queue = queue.Queue(maxsize=PREFETCH_FRAMES)
+    stop = threading.Event()
+    done = object()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        held: list[VideoPacket] = []
+        sink = (lambda packet: held.append(packet)) if packet_sink is not None else None   # the current list
+        try:
+            for frame in _keyframes(path, start_time_s, sink, stop.is_set, threads):
+                if not put((held, frame)):
+                    return
+                held = []
+            put((held, done))
+        except BaseException as exc:   # handed to the caller's thread, which raises it
+            put((held, exc))
+
+    worker = threading.Thread(target=produce, name=f"keyframes:{os.path.basename(path)}", daemon=True)
+    worker.start()
+    try:
+        while True:
+            packets, item = items.get()
+            for packet in packets:
+                packet_sink(packet)
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+            if should_stop is not None and should_stop():
+                return
+    finally:
+        stop.set()
+        worker.join()
+
+
+def _keyframes(path: str, start_time_s: float, packet_sink: Callable[[VideoPacket], None] | None,
+               should_stop: Callable[[], bool] | None, threads: int) -> Iterator[DecodedFrame]:
     container, stream = _open(path, threads)
     try:
         stream.codec_context.skip_frame = "NONKEY"

@@ -284,6 +284,8 @@ def _run_mode(task: FileTask, settings: ScanSettings, camera: Camera, compound: 
               path: str, work_dir: Path, result: FileResult, progress, stop) -> None:
     detector = _detector(settings)
     threads = settings.threads   # decoder threads as many as onnxruntime's: one per core between them
+    # a process with the cores to itself decodes the next keyframe while the model runs on this one
+    prefetch = threads >= 2
     site = settings.site
     duration = max(result.duration_s, 1e-6)
     name = task.file.name
@@ -331,7 +333,8 @@ def _run_mode(task: FileTask, settings: ScanSettings, camera: Camera, compound: 
         pipeline = pipeline_for(min(camera.sample_fps, 1.0 / interval))
         collect = _Collector(pipeline, result)
         try:
-            for decoded in keyframes(path, task.start_time_s, pipeline.recorder.push_packet, stop, threads):
+            for decoded in keyframes(path, task.start_time_s, pipeline.recorder.push_packet, stop, threads,
+                                     prefetch=prefetch):
                 collect.feed(Frame(camera.id, task.start_time_s + decoded.pts_s, decoded.image,
                                    f"{path}@{decoded.pts_s:.3f}"))
                 tick(decoded.pts_s, duration)
@@ -354,7 +357,7 @@ def _run_mode(task: FileTask, settings: ScanSettings, camera: Camera, compound: 
     stretches, origin = [], None
     inferences = 0
     try:
-        for decoded in keyframes(path, 0.0, None, stop, threads):
+        for decoded in keyframes(path, 0.0, None, stop, threads, prefetch=prefetch):
             origin = decoded.pts_s if origin is None else origin
             result.decoded_frames += 1
             h, w = decoded.image.shape[:2]
