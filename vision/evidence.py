@@ -216,6 +216,11 @@ class PacketRing:
         return sum(len(g) for g in self._gops)
 
     @property
+    def empty(self) -> bool:
+        """Nothing held (in constant time, unlike ``len``)."""
+        return not self._gops
+
+    @property
     def nbytes(self) -> int:
         """Packet bytes held."""
         return self._nbytes
@@ -537,7 +542,7 @@ class ClipRecorder:
     def cutting_packets(self) -> bool:
         """Whether clips are cut from compressed H.264 packets (else re-encoded from JPEG frames)."""
         ring = self.packet_ring
-        return ring is not None and ring.codec is not None and ring.codec.name == "h264" and len(ring) > 0
+        return ring is not None and ring.codec is not None and ring.codec.name == "h264" and not ring.empty
 
     def push_packet(self, packet: VideoPacket) -> None:
         """Buffer one compressed packet (decode order) and add it to the pending clips it belongs to.
