@@ -54,6 +54,19 @@ def teacher_beside(model_path: str | os.PathLike) -> list[tuple[Path, Path]]:
     return [TEACHER] if TEACHER[0].is_file() and Path(model_path).resolve() != TEACHER[0].resolve() else []
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; else what :mod:`platform` says): figures from
+    different days are only comparable on the same kind of CPU."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def bench_detector(model_path: str | os.PathLike, runs: int = 50, warmup: int = 5, threads: int = 2,
                    card_path: str | os.PathLike | None = None, image: np.ndarray | None = None,
                    providers: list[str] | None = None,
@@ -68,7 +81,7 @@ def bench_detector(model_path: str | os.PathLike, runs: int = 50, warmup: int = 
             Pass ``()`` for none.
     Returns:
         ``{"model", "model_path", "format", "input_size", "frame_size", "provider", "threads",
-        "onnxruntime", "cpu_count", "machine", "runs", "warmup", "ms": {"preprocess", "inference",
+        "onnxruntime", "cpu_count", "machine", "cpu_model", "runs", "warmup", "ms": {"preprocess", "inference",
         "postprocess", "total": {"mean", "p50", "p90", "min"}}, "fps_mean", "detections",
         "compare": [the same keys per compared model]}``.
     Raises:
@@ -113,6 +126,7 @@ def _bench_one(model_path, runs, warmup, threads, card_path, image, providers) -
         "onnxruntime": ort.__version__,
         "cpu_count": os.cpu_count(),
         "machine": platform.machine(),
+        "cpu_model": cpu_model(),
         "runs": runs,
         "warmup": warmup,
         "ms": ms,

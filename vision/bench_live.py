@@ -31,6 +31,8 @@ import numpy as np
 import psutil
 import yaml
 
+from vision.bench import cpu_model
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = ROOT / "models" / "car-v1-int8.onnx"   # what the demo site runs (car-v1, static int8)
 MAX_LAG_S = 2.0
@@ -279,7 +281,7 @@ def bench_live(cameras: int = 64, seconds: float = 300.0, warmup_s: float = 15.0
     naive_held = [r for r in naive_runs if r["held"]]
     best = held[-1] if held else None
     report = {
-        "machine": {"cpus": os.cpu_count(), "load_avg_1m": os.getloadavg()[0],
+        "machine": {"cpus": os.cpu_count(), "cpu_model": cpu_model(), "load_avg_1m": os.getloadavg()[0],
                     "note": "shared machine: other jobs were running"},
         "settings": {"resolution": "640x360", "fps": 15, "codec": "h264", "gop_s": 1.0, "sample_fps": sample_fps,
                      "keyframes_only": keyframes_only, "motion_gate": motion_gate, "seconds_per_step": seconds,

@@ -219,6 +219,7 @@ def bench_rescan(minutes: float = 30.0, file_minutes: float = 5.0, out_dir: Path
                  baseline: bool = True, processes: tuple[int, ...] = (1, 2), sample_fps: float = 1.0,
                  footage_fps: int = FOOTAGE_FPS, log: Callable[[str], None] = print) -> dict:
     """Run every mode with 1 and 2 processes (and the baseline) over the same footage; returns the figures."""
+    from vision.bench import cpu_model
     from vision.config import load_site_config
     from vision.rescan.executors import LocalExecutor
     from vision.rescan.job import JobSpec, RescanJob, file_sha256
@@ -253,7 +254,7 @@ def bench_rescan(minutes: float = 30.0, file_minutes: float = 5.0, out_dir: Path
         "footage": {"files": len(files), "duration_s": round(duration, 1), "width": info["width"],
                     "height": info["height"], "fps": info["fps"], "codec": info["codec"], "keyframe_interval_s": 2.0,
                     "folder": str(root)},
-        "sample_fps": sample_fps, "model": model.name, "cpu_count": os.cpu_count(),
+        "sample_fps": sample_fps, "model": model.name, "cpu_count": os.cpu_count(), "cpu_model": cpu_model(),
         "load_average_at_start": load_at_start, "load_average_at_end": os.getloadavg(), "runs": runs,
         "same_violations": {k: v == violations["sampled/1"] for k, v in violations.items()},
     }
