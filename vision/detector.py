@@ -131,6 +131,28 @@ def letterbox(image: np.ndarray, input_size: tuple[int, int], centred: bool) -> 
 
 
 # -- decoding (pure) ----------------------------------------------------------------------------
+#: Classes a model may give one object as (an e-bike boxed as ``bicycle`` and as ``two_wheeler``, a
+#: van as ``car`` and as ``truck_or_bus``): the suppression of duplicate boxes treats each group as
+#: one class, so one object does not become two tracks and two violations.
+CONFUSABLE = (("bicycle", "two_wheeler"), ("car", "truck_or_bus"))
+
+
+def class_groups(class_names: Sequence[str], confusable: Sequence[Sequence[str]] = CONFUSABLE) -> np.ndarray:
+    """For each class index, the index its duplicates are suppressed under: its own, or the first
+    class of its confusable group present in ``class_names``.
+
+    >>> class_groups(["person", "bicycle", "two_wheeler", "car", "truck_or_bus"]).tolist()
+    [0, 1, 1, 3, 3]
+    """
+    groups = np.arange(len(class_names), dtype=np.int32)
+    index = {name: i for i, name in enumerate(class_names)}
+    for group in confusable:
+        members = [index[name] for name in group if name in index]
+        for member in members[1:]:
+            groups[member] = members[0]
+    return groups
+
+
 def nms_per_class(xyxy: np.ndarray, scores: np.ndarray, class_id: np.ndarray, iou: float,
                   max_detections: int = MAX_DETECTIONS, contained: float | None = None) -> np.ndarray:
     """Greedy NMS within each class. Returns the kept indices, best score first.
@@ -284,7 +306,8 @@ class OnnxDetector:
 
     def __init__(self, model_path: str | os.PathLike, card_path: str | os.PathLike | None = None,
                  confidence: float = 0.25, iou: float = 0.5, threads: int = 2,
-                 providers: Sequence[str] | None = None, contained: float | None = None):
+                 providers: Sequence[str] | None = None, contained: float | None = None,
+                 confusable: Sequence[Sequence[str]] = CONFUSABLE):
         self.model_path = str(model_path)
         if not Path(self.model_path).is_file():
             raise ModelError(self.model_path, "model file not found")
@@ -296,6 +319,8 @@ class OnnxDetector:
         #: drop boxes this much inside a better one of their class (:func:`nms_per_class`); None: off,
         #: as for ``evaluate`` (AP is scored on the model's own output)
         self.contained = None if contained is None else float(contained)
+        #: the ``contained`` pass treats each group of confusable classes as one class
+        self._groups = class_groups(self.card.classes, confusable)
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads
@@ -376,7 +401,7 @@ class OnnxDetector:
         except ValueError as exc:
             raise ModelError(self.model_path, str(exc)) from exc
         if self.contained is not None and len(xyxy) > 1:
-            keep = nms_per_class(xyxy, conf, cls, iou=1.0, contained=self.contained)
+            keep = nms_per_class(xyxy, conf, self._groups[cls], iou=1.0, contained=self.contained)
             xyxy, conf, cls = xyxy[keep], conf[keep], cls[keep]
         return Detections(xyxy, conf, cls, self.class_names)
 
@@ -434,7 +459,8 @@ class MultiDetector:
 
     def __init__(self, detectors: Sequence[OnnxDetector], iou: float = 0.5,
                  project_classes: Sequence[str] = PROJECT_CLASSES,
-                 keep: Sequence[Sequence[str] | None] | None = None, contained: float | None = None):
+                 keep: Sequence[Sequence[str] | None] | None = None, contained: float | None = None,
+                 confusable: Sequence[Sequence[str]] = CONFUSABLE):
         """``keep[k]``, when given, lists the project classes taken from detector ``k`` (the others it
         reports are dropped), e.g. only ``garbage`` from a model whose cars are worse than the default's."""
         if not detectors:
@@ -442,6 +468,7 @@ class MultiDetector:
         self.detectors = tuple(detectors)
         self.iou = float(iou)
         self.contained = None if contained is None else float(contained)
+        self._groups = class_groups(list(project_classes), confusable)   # merged NMS: one class per group
         keep = list(keep) if keep is not None else [None] * len(self.detectors)
         if len(keep) != len(self.detectors):
             raise ValueError("keep must have one entry per detector")
@@ -503,7 +530,7 @@ class MultiDetector:
         sub = object.__new__(MultiDetector)
         sub.detectors = tuple(self.detectors[k] for k in chosen)
         sub._maps = [self._maps[k] for k in chosen]
-        sub.iou, sub.class_names, sub.contained = self.iou, self.class_names, self.contained
+        sub.iou, sub.class_names, sub.contained, sub._groups = self.iou, self.class_names, self.contained, self._groups
         return sub
 
     def merge(self, per_model: Sequence[Detections]) -> Detections:
@@ -518,7 +545,7 @@ class MultiDetector:
         xyxy_all = np.concatenate(xyxy).astype(np.float32)
         conf_all = np.concatenate(conf).astype(np.float32)
         cls_all = np.concatenate(cls).astype(np.int32)
-        keep = nms_per_class(xyxy_all, conf_all, cls_all, self.iou, contained=self.contained)
+        keep = nms_per_class(xyxy_all, conf_all, self._groups[cls_all], self.iou, contained=self.contained)
         return Detections(xyxy_all[keep], conf_all[keep], cls_all[keep], self.class_names)
 
     def detect(self, image_bgr: np.ndarray) -> Detections:
