@@ -29,21 +29,24 @@ def nal_length_size(codec_name: str, extradata: bytes | None) -> int | None:
     return (extradata[4] & 0x03) + 1
 
 
-def is_disposable(data: memoryview | bytes, length_size: int) -> bool:
-    """True when every slice of this access unit has ``nal_ref_idc == 0`` (no frame refers to it).
-    False for anything unexpected (no slice, a length running past the end)."""
-    i, n, slices = 0, len(data), 0
+def nal_headers(data: memoryview | bytes, length_size: int) -> list[int] | None:
+    """The header byte of each NAL unit of a length-prefixed access unit, or None when it does not
+    parse (a length of 0, one running past the end, bytes left over)."""
+    headers, i, n = [], 0, len(data)
     while i + length_size < n:
         size = int.from_bytes(data[i:i + length_size], "big")
         if size <= 0 or i + length_size + size > n:
-            return False
-        header = data[i + length_size]
-        if header & 0x1F in (1, 5):          # coded slice (non-IDR / IDR)
-            if header & 0x60:
-                return False
-            slices += 1
+            return None
+        headers.append(data[i + length_size])
         i += length_size + size
-    return slices > 0 and i == n
+    return headers if i == n else None
+
+
+def is_disposable(data: memoryview | bytes, length_size: int) -> bool:
+    """True when every slice of this access unit has ``nal_ref_idc == 0`` (no frame refers to it).
+    False for anything unexpected (no slice, a length running past the end)."""
+    slices = [h for h in nal_headers(data, length_size) or () if h & 0x1F in (1, 5)]   # non-IDR / IDR slice
+    return bool(slices) and not any(h & 0x60 for h in slices)
 
 
 class DisposableFrames:
@@ -78,6 +81,12 @@ class DisposableFrames:
     def _tick_index(self, time_s: float, slack_s: float) -> int:
         return math.floor((time_s - self.origin_s + self.epsilon_s + slack_s) / self.period_s)
 
+    def tick_between(self, before_s: float, time_s: float) -> bool:
+        """Whether a sampling tick lies after ``before_s`` and at or before ``time_s``, i.e. whether
+        the frame at ``time_s`` following the one at ``before_s`` is picked (with slack on both sides:
+        in doubt, yes)."""
+        return self._tick_index(time_s, BOUNDARY_SLACK_S) != self._tick_index(before_s, -BOUNDARY_SLACK_S)
+
     def skip(self, packet, time_s: float) -> bool:
         """Whether ``packet`` (already :meth:`note` d at ``time_s``) may stay undecoded."""
         if self.length_size is None or self.origin_s is None:
@@ -85,8 +94,7 @@ class DisposableFrames:
         at = bisect.bisect_left(self.recent, time_s)
         if at == 0 or time_s < self.origin_s:
             return False
-        before_s = self.recent[at - 1]
-        if self._tick_index(time_s, BOUNDARY_SLACK_S) != self._tick_index(before_s, -BOUNDARY_SLACK_S):
+        if self.tick_between(self.recent[at - 1], time_s):
             return False
         if not is_disposable(memoryview(packet), self.length_size):
             return False
@@ -101,16 +109,8 @@ MAX_GOP_PACKETS = 1000
 
 def has_idr(data: memoryview | bytes, length_size: int) -> bool:
     """True when this access unit holds an IDR slice (``nal_unit_type == 5``): no frame from here
-    on in decode order refers to any frame before it."""
-    i, n = 0, len(data)
-    while i + length_size < n:
-        size = int.from_bytes(data[i:i + length_size], "big")
-        if size <= 0 or i + length_size + size > n:
-            return False
-        if data[i + length_size] & 0x1F == 5:
-            return True
-        i += length_size + size
-    return False
+    on in decode order refers to any frame before it. False when it does not parse."""
+    return any(h & 0x1F == 5 for h in nal_headers(data, length_size) or ())
 
 
 class GopTails:
@@ -173,8 +173,7 @@ class GopTails:
             last_needed, previous = -1, self.last_time
             for i in sorted(range(len(gop)), key=times.__getitem__):
                 t = times[i]
-                if (t < frames.origin_s or t <= previous
-                        or frames._tick_index(t, BOUNDARY_SLACK_S) != frames._tick_index(previous, -BOUNDARY_SLACK_S)):
+                if t < frames.origin_s or t <= previous or frames.tick_between(previous, t):
                     last_needed = max(last_needed, i)
                 previous = max(previous, t)
         known = [t for t in times if t is not None]
