@@ -30,11 +30,12 @@ def register_camera(session: Session, compound_id: str, camera_id: str) -> None:
 
     Raises :class:`InvalidEvent` when the camera is already registered to another compound: access is
     checked by compound, so a camera cannot move silently."""
-    owner = session.scalar(select(Camera.compound_id).where(Camera.id == camera_id))
+    owner_of = select(Camera.compound_id).where(Camera.id == camera_id)
+    owner = session.connection().scalar(owner_of)  # Core: the ORM's execute path costs as much again
     if owner is None:  # a camera's first event: two inserts (its compound exists whenever it does)
         _insert_ignore(session, Compound, id=compound_id)
         _insert_ignore(session, Camera, id=camera_id, compound_id=compound_id)
-        owner = session.scalar(select(Camera.compound_id).where(Camera.id == camera_id))
+        owner = session.connection().scalar(owner_of)
     if owner != compound_id:
         raise InvalidEvent(f"camera {camera_id!r} belongs to compound {owner!r}, not {compound_id!r}")
 
