@@ -88,6 +88,31 @@ def test_missing_files_are_named(tmp_path):
     assert "detector.model: file not found" in text and "compounds[0].cameras[0].source: file not found" in text
 
 
+def test_secrets_written_in_urls_are_refused_and_not_quoted(tmp_path):
+    """Camera passwords and MQTT credentials come from the environment (${VAR}); a site file that spells
+    one out is refused, naming the line and the field, without repeating the secret."""
+    literal = GOOD.replace("source: clip.mp4", "source: rtsp://admin:Hunter2-cam@192.0.2.10:554/ch1\n"
+                           "        main_source: rtsp://192.0.2.10/ch0?user=admin&password=Hunter2-main")
+    literal += "live:\n  mqtt_url: mqtt://bus:Hunter2-mqtt@127.0.0.1:1883\n"
+    text = str(problems(tmp_path, literal))
+    assert "line 9: compounds[0].cameras[0].source: password written in the URL" in text
+    assert "line 10: compounds[0].cameras[0].main_source: query parameter 'password' written in the URL" in text
+    assert "line 19: live.mqtt_url: password written in the URL" in text
+    assert "Hunter2" not in text
+    from_env = GOOD.replace("source: clip.mp4", "source: rtsp://${CAM_USER}:${CAM_PASS}@192.0.2.10:554/ch1\n"
+                            "        main_source: rtsp://admin@192.0.2.10/ch0?user=admin&password=${CAM_PASS}")
+    from_env += "live:\n  mqtt_url: mqtt://bus:${MQTT_PASS}@127.0.0.1:1883\n"
+    site = load_site_config(write(tmp_path, from_env))
+    assert site.compounds[0].cameras[0].source.startswith("rtsp://${CAM_USER}:${CAM_PASS}@")
+
+
+def test_committed_site_files_load():
+    """The example and demo site files keep to the rules above (their secrets are ${VAR} references)."""
+    configs = Path(__file__).resolve().parent.parent / "configs"
+    for name in ("site.example.yaml", "demo.yaml"):
+        load_site_config(configs / name)
+
+
 def test_duplicate_ids_and_bad_yaml(tmp_path):
     dup = GOOD + GOOD[GOOD.index("  - id: sunrise"):]
     assert "duplicate compound ids" in str(problems(tmp_path, dup))

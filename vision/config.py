@@ -581,6 +581,16 @@ def _expand_env(value: str) -> str:
     return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", lambda m: os.environ.get(m.group(1), m.group(0)), value)
 
 
+def _literal_secret_problems(url: str, loc: tuple, lines: dict) -> list[tuple[str, str]]:
+    """A problem for each secret written out in ``url`` (a site file is copied around, committed and
+    shown on screens; its secrets come from the environment as ``${VAR}``). The URL is not quoted."""
+    from vision.rtsp import literal_secrets
+
+    return [(f"line {lines.get(loc, '?')}: {_format_path(loc)}",
+             f"{what} written in the URL; put it in an environment variable and write ${{VAR}} in its place "
+             f"(secrets never live in the site file)") for what in literal_secrets(url)]
+
+
 def resolve_path(config_path: Path, value: str) -> Path:
     """A path in the site file is relative to the file's folder."""
     p = Path(value).expanduser()
@@ -661,6 +671,8 @@ def load_site_config(path: str | os.PathLike) -> SiteConfig:
         raise ConfigError(str(path), problems) from exc
 
     problems = []
+    if config.live.mqtt_url:
+        problems += _literal_secret_problems(config.live.mqtt_url, ("live", "mqtt_url"), lines)
     model = resolve_path(path, config.detector.model)
     if not model.is_file():
         problems.append((f"line {lines.get(('detector', 'model'), '?')}: detector.model", f"file not found: {model}"))
@@ -679,10 +691,12 @@ def load_site_config(path: str | os.PathLike) -> SiteConfig:
             problems.append((f"line {line}: {_format_path(loc)}", reason))
         for ki, cam in enumerate(compound.cameras):
             for key, src in (("source", cam.source), ("main_source", cam.main_source)):
+                loc = ("compounds", ci, "cameras", ki, key)
                 if src and not is_stream_url(src) and not resolve_path(path, _expand_env(src)).exists():
-                    loc = ("compounds", ci, "cameras", ki, key)
                     problems.append((f"line {lines.get(loc, '?')}: {_format_path(loc)}",
                                      f"file not found: {resolve_path(path, src)}"))
+                if src and is_stream_url(src):
+                    problems += _literal_secret_problems(src, loc, lines)
             for zi, zone in enumerate(cam.zones):
                 for rule, override in zone.overrides.items():
                     loc = ("compounds", ci, "cameras", ki, "zones", zi, "overrides", rule)

@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 MASK = "***"
 # query parameters some cameras take credentials in (Dahua/Hikvision style URLs)
 SECRET_QUERY_KEYS = {"password", "pass", "pwd", "passwd", "token", "key", "secret", "auth", "user", "username"}
+# of those, the ones whose value is a secret (a user name is not)
+SECRET_VALUE_KEYS = SECRET_QUERY_KEYS - {"user", "username"}
+_ENV_REFERENCE = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$")
 _URL_IN_TEXT = re.compile(r"\b(rtsps?|rtmp|https?|srt)://[^\s'\"<>]+", re.IGNORECASE)
 
 
@@ -56,6 +59,24 @@ def mask_url(url: str) -> str:
         pairs = parse_qsl(query, keep_blank_values=True)
         query = urlencode([(k, MASK if k.lower() in SECRET_QUERY_KEYS else v) for k, v in pairs], safe="*")
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def literal_secrets(url: str) -> list[str]:
+    """What in ``url`` (as written in a site file, before ``${VAR}`` is expanded) is a secret written out
+    rather than taken from the environment: ``"password"`` for a password in the user info, and the
+    name of each secret query parameter; empty when every secret is a whole ``${VAR}`` reference."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return []
+    found = []
+    userinfo = parts.netloc.rsplit("@", 1)[0] if "@" in parts.netloc else ""
+    if ":" in userinfo and not _ENV_REFERENCE.match(userinfo.split(":", 1)[1]):
+        found.append("password")
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key.lower() in SECRET_VALUE_KEYS and value and not _ENV_REFERENCE.match(value):
+            found.append(f"query parameter {key!r}")
+    return found
 
 
 def mask_text(text: str) -> str:
