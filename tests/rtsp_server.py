@@ -145,14 +145,29 @@ class RtspServer:
         self.start_timeout_s = start_timeout_s
         self.process: subprocess.Popen | None = None
         self.stderr_lines: list[str] = []
+        # GStreamer's server has died under a client now and then on a slow host (just after a client was
+        # SIGKILLed, or at the first client after a restart): a test camera, not the code under test, so
+        # an exit that stop() did not ask for restarts it on its port (a camera rebooting), at most
+        # MAX_RESTARTS times; ``crashes`` keeps each exit code with the stderr before it.
+        self.crashes: list[str] = []
+        self._wanted = False
+        self._lock = threading.Lock()
 
     def url(self, mount: str, with_credentials: bool = True) -> str:
         auth = f"{self.user}:{self.password}@" if self.user and with_credentials else ""
         return f"rtsp://{auth}127.0.0.1:{self.port}{mount}"
 
+    MAX_RESTARTS = 3
+
     def start(self) -> "RtspServer":
         """Start the server; retried (the same port) for up to ``start_timeout_s`` when it cannot listen
         yet or starts slowly on a loaded machine. Raises RuntimeError with its stderr if it never does."""
+        with self._lock:
+            self._start_retrying()
+            self._wanted = True
+        return self
+
+    def _start_retrying(self) -> "RtspServer":
         deadline = time.monotonic() + self.start_timeout_s
         while True:
             try:
@@ -176,9 +191,24 @@ class RtspServer:
         reader.start()
         reader.join(timeout_s)
         if not ready or not ready[0].startswith("serving"):
-            self.stop()
+            self._terminate()
             raise RuntimeError(f"RTSP server did not start: {''.join(self.stderr_lines)[-2000:]}")
+        threading.Thread(target=self._supervise, args=(self.process,), daemon=True).start()
         return self
+
+    def _supervise(self, process: subprocess.Popen) -> None:
+        code = process.wait()
+        with self._lock:
+            if not self._wanted or self.process is not process or len(self.crashes) >= self.MAX_RESTARTS:
+                return
+            time.sleep(0.2)  # the stderr reader's last lines
+            self.crashes.append(f"exit {code}: {''.join(self.stderr_lines)[-1500:]}")
+            print(f"RTSP test server died ({self.crashes[-1]}); restarting it on port {self.port}",
+                  file=sys.stderr, flush=True)
+            try:
+                self._start_retrying()
+            except RuntimeError:
+                self.process = None
 
     def _drain_stderr(self, process: subprocess.Popen) -> None:
         for line in process.stderr:
@@ -186,6 +216,11 @@ class RtspServer:
             del self.stderr_lines[:-200]
 
     def stop(self) -> None:
+        with self._lock:
+            self._wanted = False
+            self._terminate()
+
+    def _terminate(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:

@@ -94,24 +94,15 @@ def test_dead_worker_cameras_taken_over_within_60s(database_url, tmp_path):
             doomed.send_signal(signal.SIGKILL)  # dies without giving anything up
             doomed.wait(10)
             killed = time.monotonic()
-            deadline, restarted = killed + 60, False
             while not (len(survivor.live.cameras) == 4
                        and all(c.pipeline.frames_seen > 0 for c in survivor.live.cameras.values())):
-                if not restarted and rtsp.process is not None and rtsp.process.poll() is not None:
-                    # The test's camera server (GStreamer's, run by the system python) died once in a full
-                    # CI run on a slow host, just after the killed worker's sessions dropped; the worker
-                    # held all four cameras but could not read them. Bring the server back on its port
-                    # once and allow the worker's reconnect back-off (at most reconnect_max_s, 30 s).
-                    print(f"RTSP test server died (exit {rtsp.process.returncode}): "
-                          f"{''.join(rtsp.stderr_lines)[-1500:]}")
-                    rtsp.start()
-                    deadline, restarted = deadline + 35, True
                 frames = {cam: c.pipeline.frames_seen for cam, c in sorted(survivor.live.cameras.items())}
-                assert time.monotonic() < deadline, f"cameras not taken over and read: frames {frames}"
+                assert time.monotonic() - killed < 60, \
+                    f"cameras not taken over and read: frames {frames}; test server exits: {rtsp.crashes}"
                 time.sleep(0.5)
             took = time.monotonic() - killed
-            assert restarted or took < 60
-            print(f"takeover after {took:.1f} s" + (" (the test's RTSP server was restarted)" if restarted else ""))
+            assert took < 60
+            print(f"takeover after {took:.1f} s; test server exits: {len(rtsp.crashes)}")
         finally:
             if doomed.poll() is None:
                 doomed.kill()
