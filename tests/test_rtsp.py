@@ -18,7 +18,7 @@ import yaml
 from rtsp_server import RtspServer, make_clip
 from test_end_to_end import ApiServer, make_keys
 from vision.config import load_site_config
-from vision.rtsp import Backoff, RtspSource, mask_text, mask_url
+from vision.rtsp import Backoff, RtspSource, mask_text, mask_url, split_userinfo
 from vision.worker import Worker
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,6 +46,11 @@ def test_mask_url_hides_passwords_and_secret_query_parameters():
     assert mask_url("rtsps://cam.example:322/s?user=admin&password=pw&channel=1") == \
         "rtsps://cam.example:322/s?user=***&password=***&channel=1"
     assert mask_url("rtsp://10.0.0.7/ch1") == "rtsp://10.0.0.7/ch1"
+    assert mask_url("rtsp://viewer@10.0.0.7/ch1") == "rtsp://viewer@10.0.0.7/ch1"
+    assert mask_url("rtsp://admin:p@ss:w@10.0.0.7/ch1") == "rtsp://admin:***@10.0.0.7/ch1"  # '@' in the password
+    assert mask_url("rtsp://admin:@10.0.0.7/ch1") == "rtsp://admin:***@10.0.0.7/ch1"
+    assert split_userinfo("admin:p@ss:w@10.0.0.7:554") == ("admin", "p@ss:w", "10.0.0.7:554")
+    assert split_userinfo("viewer@h") == ("viewer", None, "h") and split_userinfo("h:554") == (None, None, "h:554")
     assert mask_text("failed: 'rtsp://a:b@h/x' and rtsp://c:d@h/y") == "failed: 'rtsp://a:***@h/x' and rtsp://c:***@h/y"
 
 

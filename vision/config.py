@@ -577,8 +577,12 @@ def _format_path(loc: tuple) -> str:
     return out or "(top level)"
 
 
+# ``${VAR}``: how a site file names an environment variable (secrets live only there)
+ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
 def _expand_env(value: str) -> str:
-    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", lambda m: os.environ.get(m.group(1), m.group(0)), value)
+    return ENV_REFERENCE.sub(lambda m: os.environ.get(m.group(1), m.group(0)), value)
 
 
 def _literal_secret_problems(url: str, loc: tuple, lines: dict) -> list[tuple[str, str]]:

@@ -27,6 +27,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import av
 
+from vision.config import ENV_REFERENCE
 from vision.errors import SourceError
 from vision.sources import VideoPacket, stream_codec
 from vision.types import Frame
@@ -38,8 +39,18 @@ MASK = "***"
 SECRET_QUERY_KEYS = {"password", "pass", "pwd", "passwd", "token", "key", "secret", "auth", "user", "username"}
 # of those, the ones whose value is a secret (a user name is not)
 SECRET_VALUE_KEYS = SECRET_QUERY_KEYS - {"user", "username"}
-_ENV_REFERENCE = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$")
 _URL_IN_TEXT = re.compile(r"\b(rtsps?|rtmp|https?|srt)://[^\s'\"<>]+", re.IGNORECASE)
+
+
+def split_userinfo(netloc: str) -> tuple[str | None, str | None, str]:
+    """``user:password@host:port`` → ``(user, password, "host:port")``; ``None`` for a part the netloc
+    does not have. The last ``@`` ends the user info (a password may hold ``@``), the first ``:`` ends
+    the user name."""
+    if "@" not in netloc:
+        return None, None, netloc
+    userinfo, host = netloc.rsplit("@", 1)
+    user, colon, password = userinfo.partition(":")
+    return user, (password if colon else None), host
 
 
 def mask_url(url: str) -> str:
@@ -50,10 +61,9 @@ def mask_url(url: str) -> str:
     except ValueError:
         return MASK
     netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
-        user = userinfo.split(":", 1)[0]
-        netloc = f"{user}:{MASK}@{host}" if ":" in userinfo else f"{user}@{host}"
+    user, password, host = split_userinfo(netloc)
+    if user is not None:
+        netloc = f"{user}@{host}" if password is None else f"{user}:{MASK}@{host}"
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
@@ -70,11 +80,11 @@ def literal_secrets(url: str) -> list[str]:
     except ValueError:
         return []
     found = []
-    userinfo = parts.netloc.rsplit("@", 1)[0] if "@" in parts.netloc else ""
-    if ":" in userinfo and not _ENV_REFERENCE.match(userinfo.split(":", 1)[1]):
+    password = split_userinfo(parts.netloc)[1]
+    if password is not None and not ENV_REFERENCE.fullmatch(password):
         found.append("password")
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if key.lower() in SECRET_VALUE_KEYS and value and not _ENV_REFERENCE.match(value):
+        if key.lower() in SECRET_VALUE_KEYS and value and not ENV_REFERENCE.fullmatch(value):
             found.append(f"query parameter {key!r}")
     return found
 
