@@ -53,12 +53,16 @@ def setup_logging(run_dir: Path) -> None:
 
 def train(name: str, data: Path = DATASET / "data.yaml", epochs: int = 100, hours: float | None = None,
           init: str | None = None, imgsz: int = IMGSZ, batch: int = 16, workers: int = 1,
-          close_mosaic: int = 5, patience: int = 100, argv: list[str] | None = None) -> Path:
+          close_mosaic: int = 5, patience: int = 100, argv: list[str] | None = None,
+          warmup_epochs: float = 3.0, repeat: dict[str, int] | None = None) -> Path:
     """Train (or resume) ``var/runs/compound-v1/<name>``; returns its best.pt.
 
     Resumes from last.pt when the run exists and did not finish; otherwise starts from ``init``
     (default ``yolo11n.yaml``: from scratch). ``hours`` is ultralytics' ``time`` budget (it then
-    fits the epoch count and learning-rate schedule into the budget).
+    fits the epoch count and learning-rate schedule into the budget). ``warmup_epochs`` is
+    ultralytics' warm-up (3 by default; a run that continues trained weights wants 0, or the
+    warm-up's high bias learning rate undoes the first epochs). ``repeat`` lists each train image
+    of a source that many times per epoch, by its file-name prefix (``{"mot": 3}``).
     """
     offline_environment()
     import torch
@@ -79,10 +83,13 @@ def train(name: str, data: Path = DATASET / "data.yaml", epochs: int = 100, hour
         (run_dir / "command.txt").write_text(
             " ".join(["python -m datasets.train_merged"] + list(argv if argv is not None else sys.argv[1:])) + "\n")
         start = init or "yolo11n.yaml"
+        if repeat:
+            data = weighted_data(data, repeat, run_dir)
         log.info("training %s from %s on %s", name, start, data)
         kwargs = dict(data=str(data), imgsz=imgsz, batch=batch, workers=workers, device="cpu", amp=False,
                       plots=False, project=str(RUNS), name=name, exist_ok=True, seed=0, patience=patience,
-                      close_mosaic=close_mosaic, cache="ram", verbose=True, epochs=epochs, save_period=-1)
+                      close_mosaic=close_mosaic, cache="ram", verbose=True, epochs=epochs, save_period=-1,
+                      warmup_epochs=warmup_epochs)
         if hours:
             kwargs["time"] = hours
         YOLO(start).train(**kwargs)
@@ -94,6 +101,42 @@ def train(name: str, data: Path = DATASET / "data.yaml", epochs: int = 100, hour
     if not best.exists():
         raise SystemExit(f"no best.pt in {run_dir}")
     return best
+
+
+def weighted_data(data: Path, repeat: dict[str, int], run_dir: Path) -> Path:
+    """Write ``run_dir/data.yaml``: ``data`` with its train folder replaced by a list that names each
+    image whose file name starts with ``<prefix>_`` ``repeat[prefix]`` times (others once)."""
+    import yaml
+
+    spec = yaml.safe_load(data.read_text())
+    root = Path(spec["path"])
+    if not root.is_absolute():
+        root = (data.parent / root).resolve()
+    images = sorted(p for p in (root / spec["train"]).iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+    prefixes = {p.name.split("_", 1)[0] for p in images}
+    unknown = sorted(set(repeat) - prefixes)
+    if unknown:
+        raise SystemExit(f"--repeat: no train images with prefix {', '.join(unknown)} (have {', '.join(sorted(prefixes))})")
+    listing = [str(p) for p in images for _ in range(max(1, repeat.get(p.name.split("_", 1)[0], 1)))]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "train_weighted.txt").write_text("".join(line + "\n" for line in listing))
+    spec = {**spec, "path": str(root), "train": str(run_dir / "train_weighted.txt")}
+    out = run_dir / "data.yaml"
+    out.write_text(yaml.safe_dump(spec, sort_keys=False))
+    log.info("train list: %d entries for %d images (%s)", len(listing), len(images),
+             ", ".join(f"{k} x{v}" for k, v in sorted(repeat.items())))
+    return out
+
+
+def parse_repeat(items: list[str]) -> dict[str, int]:
+    """``["mot=3", "pcctv=2"]`` → ``{"mot": 3, "pcctv": 2}``."""
+    out: dict[str, int] = {}
+    for item in items:
+        prefix, _, count = item.partition("=")
+        if not prefix or not count.isdigit() or int(count) < 1:
+            raise argparse.ArgumentTypeError(f"--repeat wants PREFIX=N with N >= 1, not {item!r}")
+        out[prefix] = int(count)
+    return out
 
 
 def epochs_done(run_dir: Path) -> int:
@@ -128,15 +171,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--close-mosaic", type=int, default=5)
     parser.add_argument("--patience", type=int, default=100)
+    parser.add_argument("--warmup-epochs", type=float, default=3.0,
+                        help="ultralytics warm-up; use 0 when continuing trained weights (--init)")
+    parser.add_argument("--repeat", action="append", default=[], metavar="PREFIX=N",
+                        help="list each train image of a source N times per epoch, e.g. mot=3")
     parser.add_argument("--export-only", action="store_true", help="skip training; export best.pt")
     parser.add_argument("--out", type=Path, default=REPO / "models" / f"{MODEL_NAME}.onnx")
     args = parser.parse_args(argv)
+    try:
+        repeat = parse_repeat(args.repeat)
+    except argparse.ArgumentTypeError as exc:
+        parser.error(str(exc))
     run_dir = RUNS / args.name
     if args.export_only:
         best = run_dir / "weights" / "best.pt"
     else:
         best = train(args.name, args.data.resolve(), args.epochs, args.time, args.init, args.imgsz, args.batch,
-                     args.workers, args.close_mosaic, args.patience, argv)
+                     args.workers, args.close_mosaic, args.patience, argv, args.warmup_epochs, repeat)
     out = export_onnx(best, args.out, args.imgsz)
     log.info("exported %s from %s (%d epochs)", out, best, epochs_done(run_dir))
     return 0

@@ -132,6 +132,30 @@ def test_build_merged_links_images_and_keeps_val_free_of_pseudo_labels(tmp_path)
     assert "images/train" in data and "box_or_parcel" in data
 
 
+@needs_data
+def test_repeat_lists_one_sources_train_images_n_times_and_refuses_unknown_prefixes(tmp_path):
+    import argparse
+
+    import yaml
+    from datasets.build_merged import build, load_definition
+    from datasets.train_merged import parse_repeat, weighted_data
+
+    build(load_definition(), tmp_path / "ds", limit=4)
+    data = weighted_data(tmp_path / "ds" / "data.yaml", parse_repeat(["mot=3"]), tmp_path / "run")
+    spec = yaml.safe_load(data.read_text())
+    listing = Path(spec["train"]).read_text().split()
+    names = [Path(p).name.split("_", 1)[0] for p in listing]
+    assert len(listing) == 16 + 2 * 4 and names.count("mot") == 12 and names.count("wsg") == 4
+    assert all(Path(p).exists() for p in listing)
+    assert spec["val"] == "images/val" and Path(spec["path"]) == (tmp_path / "ds").resolve()
+    assert spec["names"] == yaml.safe_load((tmp_path / "ds" / "data.yaml").read_text())["names"]
+    with pytest.raises(SystemExit, match="no train images with prefix nope"):
+        weighted_data(tmp_path / "ds" / "data.yaml", {"nope": 2}, tmp_path / "run2")
+    for bad in (["mot"], ["mot=0"], ["=2"], ["mot=x"]):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_repeat(bad)
+
+
 
 @needs_data
 def test_combined_column_is_the_merge_of_both_models():
