@@ -107,6 +107,8 @@ def speed_table(bench: dict) -> dict:
     for entry in [bench] + list(bench.get("compare", [])):
         speed[entry["model"]] = {"ms_mean": entry["ms"]["total"]["mean"], "ms_p50": entry["ms"]["total"]["p50"],
                                  "input": entry["input_size"], "frame": entry["frame_size"], "threads": entry["threads"]}
+        if entry.get("tensor_size", entry["input_size"]) != entry["input_size"]:
+            speed[entry["model"]]["tensor"] = entry["tensor_size"]
     return speed
 
 

@@ -20,13 +20,17 @@ onnxruntime).
 - ``--imgsz`` re-exports the same weights at another input size first (the network is fully
   convolutional): the float ONNX is turned back into a checkpoint (:mod:`datasets.onnx_warm_start`)
   and exported again by ultralytics, so no ``.pt`` of the training run is needed.
+- ``--rect`` re-exports with dynamic height and width: :class:`OnnxDetector` then letterboxes each
+  frame to the smallest multiple of 32 that holds it inside ``--imgsz`` (ultralytics' own ``rect``
+  validation does the same), so a 16:9 camera frame runs at 384x224, not 384x384. Square images (most
+  of the evaluation sets) run exactly as before.
 - Then it measures what it wrote, in one run: ``evaluate`` on the val and test splits with the
   teacher beside it, and ``bench detector`` with the float model and the teacher timed beside it;
   the card (``<out>.card.yaml``) is the float model's card with the new name, input size, ONNX
   file, a ``quantization`` section and those measured figures in place of the float model's.
 
-    .venv-train/bin/python -m datasets.quantize_int8 models/compound-v1.onnx models/compound-v1-int8.onnx --imgsz 384
-    .venv-train/bin/compoundeye quantize models/compound-v1.onnx models/compound-v1-int8.onnx --imgsz 384   # the same
+    .venv-train/bin/python -m datasets.quantize_int8 models/compound-v1.onnx models/compound-v1-int8.onnx --imgsz 384 --rect
+    .venv-train/bin/compoundeye quantize models/compound-v1.onnx models/compound-v1-int8.onnx --imgsz 384 --rect   # the same
 """
 from __future__ import annotations
 
@@ -96,15 +100,16 @@ def head_float_nodes(model_path: Path) -> list[str]:
     return [n.name for n in graph.node if n.name.startswith(HEAD_PREFIX) and not n.name.startswith(HEAD_BRANCHES)]
 
 
-def resized_float(model: Path, imgsz: int, workdir: Path) -> Path:
-    """The float ``model`` re-exported at ``imgsz`` (square), with its card, in ``workdir``."""
+def resized_float(model: Path, imgsz: int, workdir: Path, dynamic: bool = False) -> Path:
+    """The float ``model`` re-exported at ``imgsz`` (square; with ``dynamic``, any height and width up to
+    it, see :func:`datasets.train_merged.export_onnx`), with its card, in ``workdir``."""
     from datasets import onnx_warm_start
     from datasets.train_merged import export_onnx
 
     checkpoint = workdir / "warm.pt"
     if onnx_warm_start.main([str(model), str(checkpoint)]) != 0:
         raise SystemExit(f"could not rebuild a checkpoint from {model}")
-    resized = export_onnx(checkpoint, workdir / f"{model.stem}-{imgsz}.onnx", imgsz)
+    resized = export_onnx(checkpoint, workdir / f"{model.stem}-{imgsz}.onnx", imgsz, dynamic=dynamic)
     _copy_card(model, resized, input_size=[imgsz, imgsz])
     return resized
 
@@ -167,21 +172,34 @@ def measure(out: Path, reference: Path) -> tuple[dict, dict, dict]:
     return reports["val"], reports["test"], bench
 
 
+def _frame_16_9():
+    import numpy as np
+
+    return np.zeros((360, 640, 3), np.uint8)
+
+
 def write_card(out: Path, reference: Path, quantization: dict, eval_val: dict, eval_test: dict, bench: dict,
                command: str) -> Path:
     """The float model's card, renamed, with the int8 file, the quantization and the measured figures."""
     from datasets.make_card import metrics_table, sha256, speed_table, targets_for
 
     card = yaml.safe_load(card_path_for(reference).read_text())
-    width, height = input_size_of(out)
+    detector = OnnxDetector(out, threads=1)   # its provisional card gives the size a dynamic model has no fixed value for
+    width, height = detector.input_size
+    rect = detector.stride is not None
     card["name"], card["input_size"] = out.stem, [width, height]
     card["quantization"] = {"from": f"{reference.name} (sha256 {sha256(reference)[:16]}…), the same weights"
-                                    + (f" re-exported at {width} px" if input_size_of(reference) != (width, height) else ""),
+                                    + (f" re-exported at {width} px" if input_size_of(reference) != (width, height) else "")
+                                    + (" with dynamic height and width" if rect else ""),
                             **quantization,
                             "command": command,
                             "quantized": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
     card["training"]["onnx"] = {"file": out.name, "sha256": sha256(out), "opset": card["training"]["onnx"].get("opset"),
-                                "input": f"images [1, 3, {height}, {width}] float32 (quantized inside)",
+                                "input": (f"images [batch, 3, height, width] float32 (quantized inside); height and width "
+                                          f"dynamic: each frame is letterboxed into {width}x{height} and its canvas rounded up "
+                                          f"to a multiple of {detector.stride} (a 16:9 frame runs at {width}x"
+                                          f"{detector.input_shape(_frame_16_9())[1]})" if rect else
+                                          f"images [1, 3, {height}, {width}] float32 (quantized inside)"),
                                 "output": card["training"]["onnx"].get("output")}
     # the float card's figures (another model, possibly measured another way) are not carried over
     card["metrics"] = metrics = {
@@ -208,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("model", type=Path, help="float ONNX model with its .card.yaml")
     parser.add_argument("out", type=Path, help="int8 ONNX to write, with its card")
     parser.add_argument("--imgsz", type=int, default=None, help="re-export at this input size first (default: keep)")
+    parser.add_argument("--rect", action="store_true",
+                        help="re-export with dynamic height and width first: frames are letterboxed to the smallest "
+                             "multiple of 32 that holds them instead of the full square (a 16:9 frame: 42%% less work)")
     parser.add_argument("--images", type=int, default=CALIBRATION_IMAGES, help="calibration images")
     parser.add_argument("--method", choices=("minmax", "entropy", "percentile"), default="minmax")
     parser.add_argument("--no-measure", action="store_true", help="skip evaluate and bench (card keeps the float figures)")
@@ -216,8 +237,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{args.model}: no model card beside it ({card_path_for(args.model).name})")
     with tempfile.TemporaryDirectory(prefix="ce-int8-") as tmp:
         source = args.model
-        if args.imgsz and (args.imgsz, args.imgsz) != input_size_of(args.model):
-            source = resized_float(args.model, args.imgsz, Path(tmp))
+        if args.rect or (args.imgsz and (args.imgsz, args.imgsz) != input_size_of(args.model)):
+            source = resized_float(args.model, args.imgsz or input_size_of(args.model)[0], Path(tmp), dynamic=args.rect)
         quantization = quantize(source, args.out, calibration_images(args.images), args.method)
     if args.no_measure:
         return 0

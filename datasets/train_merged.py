@@ -144,14 +144,16 @@ def epochs_done(run_dir: Path) -> int:
     return max(0, len(csv.read_text().strip().splitlines()) - 1) if csv.exists() else 0
 
 
-def export_onnx(weights: Path, out: Path, imgsz: int = IMGSZ) -> Path:
+def export_onnx(weights: Path, out: Path, imgsz: int = IMGSZ, dynamic: bool = False) -> Path:
     """Export ``weights`` to ONNX (static batch 1, opset 17, simplified) and move it to ``out``
-    atomically (written under a temporary name, then renamed). Returns ``out``."""
+    atomically (written under a temporary name, then renamed). Returns ``out``. ``dynamic`` leaves
+    batch, height and width free (``imgsz`` is then only the size the exporter traces at), so the
+    runtime can feed a 16:9 frame as 384x224 instead of padding it to 384x384."""
     offline_environment()
     from ultralytics import YOLO
 
     exported = Path(YOLO(str(weights)).export(format="onnx", imgsz=imgsz, simplify=True, opset=OPSET,
-                                              dynamic=False, batch=1, device="cpu"))
+                                              dynamic=dynamic, batch=1, device="cpu"))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".partial")
     tmp.write_bytes(exported.read_bytes())

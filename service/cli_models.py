@@ -284,6 +284,8 @@ def train_cmd(name: str = typer.Option("r1", help="run name under var/runs/compo
 def quantize_cmd(model: Path = typer.Argument(FLOAT_MODEL, help="float ONNX model with its .card.yaml"),
                  out: Path = typer.Argument(ROOT / "models" / "compound-v1-int8.onnx", help="int8 ONNX to write, with its card"),
                  imgsz: Optional[int] = typer.Option(None, min=32, help="re-export the same weights at this input size first"),
+                 rect: bool = typer.Option(False, help="dynamic height and width: frames letterboxed to the smallest "
+                                                       "multiple of 32 that holds them, not the full square"),
                  images: int = typer.Option(300, min=1, help="calibration images from the train splits"),
                  method: str = typer.Option("minmax", help="calibration: minmax, entropy or percentile"),
                  measure: bool = typer.Option(True, help="evaluate and bench the result and write them into its card")) -> None:
@@ -295,7 +297,7 @@ def quantize_cmd(model: Path = typer.Argument(FLOAT_MODEL, help="float ONNX mode
         typer.echo(f"error: {model} not found", err=True)
         raise typer.Exit(2)
     argv = [str(model), str(out), "--images", str(images), "--method", method] + \
-        (["--imgsz", str(imgsz)] if imgsz else []) + ([] if measure else ["--no-measure"])
+        (["--imgsz", str(imgsz)] if imgsz else []) + (["--rect"] if rect else []) + ([] if measure else ["--no-measure"])
     raise typer.Exit(recipe.main(argv))
 
 

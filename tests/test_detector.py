@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from vision.detector import (Letterbox, ModelCard, OnnxDetector, card_path_for, decode_ultralytics, decode_yolox,
+from vision.detector import (Letterbox, ModelCard, OnnxDetector, card_path_for, decode_ultralytics, decode_yolox, fit,
                              letterbox, nms_per_class, yolox_grid)
 from vision.errors import ModelError
 
@@ -19,6 +19,7 @@ YOLOX_NANO = Path("/work/shared/weights/yolox_nano.onnx")
 PARKING = Path("/work/shared/data/parking_space_cctv")
 PARKING_STEM = "parking_lot_1_mp4-114_jpg.rf.55431db44e270fe05f1d13ecb71c3333"
 CAR_MODEL = REPO / "models" / "car-v1.onnx"
+DEFAULT_MODEL = REPO / "models" / "compound-v1-int8.onnx"   # dynamic height and width
 DEMO_FOOTAGE = REPO / "samples" / "footage" / "fire_lane_demo.mp4"
 
 # COCO-80 in the standard order. (The list in shared/weights/WEIGHTS.md lacks "dining table", id 60.)
@@ -84,6 +85,21 @@ def test_letterbox_round_trip_is_exact(centred, size):
     _, lb = letterbox(np.zeros((h, w, 3), np.uint8), (416, 320), centred=centred)
     boxes = np.array([[0, 0, w, h], [w * 0.1, h * 0.2, w * 0.5, h * 0.9], [3.5, 7.25, 11.0, 12.0]], np.float32)
     np.testing.assert_allclose(lb.to_original(lb.to_input(boxes)), boxes, atol=1e-3)
+
+
+@pytest.mark.parametrize("size, canvas", [((640, 360), (384, 224)), ((1920, 1080), (384, 224)), ((704, 576), (384, 320)),
+                                          ((360, 640), (224, 384)), ((640, 640), (384, 384)), ((100, 30), (384, 128))])
+def test_rect_letterbox_pads_only_to_the_stride(size, canvas):
+    w, h = size
+    image = np.full((h, w, 3), 200, np.uint8)
+    out, lb = letterbox(image, (384, 384), centred=True, stride=32)
+    assert (out.shape[1], out.shape[0]) == canvas == fit(w, h, (384, 384), 32)[2]
+    assert canvas[0] % 32 == 0 and canvas[1] % 32 == 0
+    boxes = np.array([[0, 0, w, h], [w * 0.1, h * 0.2, w * 0.5, h * 0.9]], np.float32)
+    np.testing.assert_allclose(lb.to_original(lb.to_input(boxes)), boxes, atol=1e-3)
+    inside = lb.to_input(boxes[:1])[0]   # the whole image lies inside the canvas, padding split evenly
+    assert inside[0] >= 0 and inside[1] >= 0 and inside[2] <= canvas[0] + 0.5 and inside[3] <= canvas[1] + 0.5
+    assert abs(inside[1] - (canvas[1] - inside[3])) <= 1
 
 
 def test_to_original_clips_to_the_image():
@@ -209,6 +225,37 @@ def test_detect_is_thread_safe_and_batch_matches_single(yolox):
     batch = yolox.detect_batch([image, image[:, ::-1].copy()])
     assert len(batch) == 2
     np.testing.assert_allclose(batch[0].xyxy, expected.xyxy, atol=1e-3)
+
+
+def test_dynamic_model_runs_a_wide_frame_without_the_square_padding_and_finds_the_same_cars():
+    """The default int8 model has dynamic height and width: a 16:9 frame runs at 384x224, and what it
+    finds there matches what the full 384x384 square (the same frame padded to a square first) finds."""
+    if not PARKING.exists():
+        pytest.skip("../shared/data is absent")
+    detector = OnnxDetector(DEFAULT_MODEL, confidence=0.3)
+    assert detector.stride == 32 and detector.input_size == (384, 384)
+    image = cv2.imread(str(PARKING / "images" / "test" / f"{PARKING_STEM}.jpg"))[:480, :854]
+    wide = np.ascontiguousarray(image[:, :854][:480])
+    assert detector.input_shape(wide) == (384, 224)
+    tensor, _ = detector.preprocess(wide)
+    assert tensor.shape == (1, 3, 224, 384)
+    square = np.full((854, 854, 3), 114, np.uint8)
+    square[187:187 + 480] = wide          # the square letterbox's own centring
+    assert detector.input_shape(square) == (384, 384)
+    rect, full = detector.detect(wide), detector.detect(square)
+    full_xyxy = full.xyxy - np.array([0, 187, 0, 187], np.float32)
+    assert len(rect) >= 10 and abs(len(rect) - len(full)) <= max(2, len(full) // 10)
+    best = box_iou(rect.xyxy, full_xyxy).max(axis=1)
+    # int8 scores near the threshold differ between the two canvases; a wrong mapping back (the padding)
+    # would put every box ~80 px off, IoU near 0
+    assert np.median(best) > 0.85 and np.mean(best > 0.5) >= 0.9, best
+    # a batch of a wide and a square frame shares the larger tensor (384x384: the wide frame is then
+    # placed as in the padded square); each comes back in its own pixels
+    batch = detector.detect_batch([wide, square])
+    assert len(batch) == 2
+    assert np.median(box_iou(batch[0].xyxy, full_xyxy).max(axis=1)) > 0.85
+    np.testing.assert_allclose(batch[1].xyxy, full.xyxy, atol=0.5)
+    assert np.all(batch[0].xyxy[:, 3] <= 480) and np.all(batch[0].xyxy[:, 2] <= 854)
 
 
 def test_detect_rejects_a_non_image(yolox):

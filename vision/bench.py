@@ -80,7 +80,8 @@ def bench_detector(model_path: str | os.PathLike, runs: int = 50, warmup: int = 
             ``"compare"``; default (None): the YOLOX teacher (:data:`TEACHER`) when its file exists.
             Pass ``()`` for none.
     Returns:
-        ``{"model", "model_path", "format", "input_size", "frame_size", "provider", "threads",
+        ``{"model", "model_path", "format", "input_size", "tensor_size" (what the frame ran at: smaller
+        than input_size for a model with dynamic height and width), "frame_size", "provider", "threads",
         "onnxruntime", "cpu_count", "machine", "cpu_model", "runs", "warmup", "ms": {"preprocess", "inference",
         "postprocess", "total": {"mean", "p50", "p90", "min"}}, "fps_mean", "detections",
         "compare": [the same keys per compared model]}``.
@@ -120,6 +121,7 @@ def _bench_one(model_path, runs, warmup, threads, card_path, image, providers) -
         "model_path": str(model_path),
         "format": detector.card.format,
         "input_size": list(detector.input_size),
+        "tensor_size": list(detector.input_shape(frame)),
         "frame_size": [int(frame.shape[1]), int(frame.shape[0])],
         "provider": detector.providers[0],
         "threads": threads,

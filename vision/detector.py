@@ -33,6 +33,8 @@ from vision.types import Detections
 log = logging.getLogger(__name__)
 
 PAD_VALUE = 114
+#: the largest stride of a YOLO11 head: a dynamic-shape input's height and width are multiples of it
+RECT_STRIDE = 32
 YOLOX_STRIDES = (8, 16, 32)
 # Candidates kept before NMS and boxes kept after it: bounds the work on a cluttered frame
 # (and on a model that fires everywhere) without affecting any realistic scene.
@@ -113,14 +115,34 @@ class Letterbox:
         return out
 
 
-def letterbox(image: np.ndarray, input_size: tuple[int, int], centred: bool) -> tuple[np.ndarray, Letterbox]:
-    """Resize ``image`` (HxWx3) into ``input_size`` (width, height) keeping its aspect ratio and pad
-    with 114. ``centred=True`` splits the padding on both sides (ultralytics); ``False`` puts the image
-    at the top-left (YOLOX). Returns the padded image and the :class:`Letterbox` to map boxes back."""
+def fit(w: int, h: int, input_size: tuple[int, int], stride: int | None = None
+        ) -> tuple[float, tuple[int, int], tuple[int, int]]:
+    """``(scale, (new_w, new_h), (canvas_w, canvas_h))`` of a ``w`` x ``h`` image letterboxed into
+    ``input_size``; with ``stride`` the canvas shrinks to the resized image rounded up to the stride.
+
+    >>> fit(640, 360, (384, 384), stride=32)
+    (0.6, (384, 216), (384, 224))
+    """
     in_w, in_h = input_size
-    h, w = image.shape[:2]
     scale = min(in_w / w, in_h / h)
     new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+    if stride:
+        in_w, in_h = min(in_w, -(-new_w // stride) * stride), min(in_h, -(-new_h // stride) * stride)
+    return scale, (new_w, new_h), (in_w, in_h)
+
+
+def letterbox(image: np.ndarray, input_size: tuple[int, int], centred: bool,
+              stride: int | None = None) -> tuple[np.ndarray, Letterbox]:
+    """Resize ``image`` (HxWx3) into ``input_size`` (width, height) keeping its aspect ratio and pad
+    with 114. ``centred=True`` splits the padding on both sides (ultralytics); ``False`` puts the image
+    at the top-left (YOLOX). Returns the padded image and the :class:`Letterbox` to map boxes back.
+
+    With ``stride`` (a model whose input height and width are dynamic), the canvas is only as large
+    as the resized image rounded up to a multiple of ``stride`` on each side (ultralytics'
+    ``LetterBox(auto=True)``, which its own validation uses): a 640x360 frame into 384x384 becomes
+    384x224 instead of 384x384, and 42 % of the network's work on grey padding is not done."""
+    h, w = image.shape[:2]
+    scale, (new_w, new_h), (in_w, in_h) = fit(w, h, input_size, stride)
     resized = image if (new_w, new_h) == (w, h) else cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     pad_x, pad_y = ((in_w - new_w) // 2, (in_h - new_h) // 2) if centred else (0, 0)
     canvas = np.full((in_h, in_w, 3), PAD_VALUE, np.uint8)
@@ -345,6 +367,10 @@ class OnnxDetector:
             raise ModelError(self.model_path, f"model input is {in_w}x{in_h} but the card "
                                               f"{self.card_path} says {self.card.input_size[0]}x{self.card.input_size[1]}")
         self.batch_dynamic = _is_dynamic(batch)
+        #: a model whose height and width are dynamic gets each image letterboxed to the smallest
+        #: multiple of 32 that holds it (not padded to the square input_size): ultralytics only
+        self.stride = RECT_STRIDE if _is_dynamic(in_w) and _is_dynamic(in_h) and self.card.format == "ultralytics" \
+            else None
         self.providers = tuple(self._session.get_providers())
         self._check_output()
 
@@ -373,14 +399,27 @@ class OnnxDetector:
                                               f"({len(self.class_names)} classes, format {self.card.format}): {exc}") from exc
 
     # -- the three stages, public so bench can time them ----------------------------------------
-    def preprocess(self, image_bgr: np.ndarray) -> tuple[np.ndarray, Letterbox]:
-        """One HxWx3 uint8 BGR image → ``(1, 3, H_in, W_in)`` float32 tensor and its letterbox."""
+    def input_shape(self, image_bgr: np.ndarray) -> tuple[int, int]:
+        """(width, height) of the tensor ``preprocess`` makes of this image: ``input_size``, or for a
+        model with dynamic height and width, the image resized into it and rounded up to the stride."""
+        if self.stride is None:
+            return self.input_size
+        return fit(image_bgr.shape[1], image_bgr.shape[0], self.input_size, self.stride)[2]
+
+    def preprocess(self, image_bgr: np.ndarray, size: tuple[int, int] | None = None) -> tuple[np.ndarray, Letterbox]:
+        """One HxWx3 uint8 BGR image → ``(1, 3, H_in, W_in)`` float32 tensor and its letterbox.
+
+        ``size`` (width, height) sets the tensor's size for a model with dynamic height and width (a
+        batch of frames of several shapes shares one); default :meth:`input_shape`."""
         if not isinstance(image_bgr, np.ndarray) or image_bgr.dtype != np.uint8 or image_bgr.ndim != 3 \
                 or image_bgr.shape[2] != 3 or image_bgr.shape[0] == 0 or image_bgr.shape[1] == 0:
             raise ValueError(f"expected an HxWx3 uint8 BGR image, got {getattr(image_bgr, 'shape', None)} "
                              f"{getattr(image_bgr, 'dtype', None)}")
         if self.card.format == "ultralytics":
-            canvas, box = letterbox(image_bgr, self.input_size, centred=True)
+            if size is not None and self.stride is not None:
+                canvas, box = letterbox(image_bgr, size, centred=True)
+            else:
+                canvas, box = letterbox(image_bgr, self.input_size, centred=True, stride=self.stride)
             tensor = cv2.dnn.blobFromImage(canvas, scalefactor=1 / 255.0, swapRB=True)
         else:  # yolox: BGR, 0..255, no normalisation
             canvas, box = letterbox(image_bgr, self.input_size, centred=False)
@@ -421,7 +460,11 @@ class OnnxDetector:
         run per image. Returns one :class:`Detections` per image, in order."""
         if not self.batch_dynamic or len(images) <= 1:
             return [self.detect(image) for image in images]
-        prepared = [self.preprocess(image) for image in images]
+        size = None
+        if self.stride is not None:  # one tensor shape for the batch: the largest of the frames'
+            shapes = [self.input_shape(image) for image in images]
+            size = (max(w for w, _ in shapes), max(h for _, h in shapes))
+        prepared = [self.preprocess(image, size) for image in images]
         output = self.infer(np.concatenate([tensor for tensor, _ in prepared]))
         return [self.postprocess(output[i:i + 1], box) for i, (_, box) in enumerate(prepared)]
 
