@@ -98,6 +98,9 @@ def onnx_input_size(model: Path) -> tuple[int, int]:
     import onnxruntime as ort
 
     height, width = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).get_inputs()[0].shape[2:]
+    if not (isinstance(width, int) and isinstance(height, int)):
+        raise SystemExit(f"{model}: its input height and width are dynamic ({height} x {width}); its size is the one "
+                         "its card names (quantize --rect writes it)")
     return int(width), int(height)
 
 
