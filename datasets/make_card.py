@@ -150,6 +150,9 @@ def build_card(run: str, onnx: Path, eval_val: dict, eval_test: dict, bench: dic
     command = (run_dir / "command.txt").read_text().strip() if (run_dir / "command.txt").exists() else None
     numbered = re.fullmatch(r"r(\d+)", run)
     next_run = f"r{int(numbered.group(1)) + 1}" if numbered else f"{run}-next"
+    # the next run continues trained weights: no warm-up, and the same per-source repeats as this one
+    repeats = re.findall(r"--repeat[ =](\S+)", command or "")
+    carry = " --warmup-epochs 0" + "".join(f" --repeat {r}" for r in repeats)
     training = {
         "data": f"datasets/{NAME}.yaml, built by `.venv/bin/python -m datasets.build_merged` into var/datasets/{NAME}",
         "sources": data,
@@ -159,7 +162,7 @@ def build_card(run: str, onnx: Path, eval_val: dict, eval_test: dict, bench: dic
         # var/ does not outlive a checkout: the next run starts from the committed ONNX
         "resume_command": f".venv-train/bin/python -m datasets.onnx_warm_start models/{NAME}.onnx var/runs/{NAME}/warm.pt && "
                           f"nohup nice -n 10 .venv-train/bin/python -m datasets.train_merged --name {next_run} --time 2 "
-                          f"--imgsz {args.get('imgsz', 320)} --init var/runs/{NAME}/warm.pt "
+                          f"--imgsz {args.get('imgsz', 320)} --init var/runs/{NAME}/warm.pt{carry} "
                           f"> var/runs/{NAME}/{next_run}.nohup 2>&1 &",
         "epochs": epochs_done(run_dir),
         "train_seconds": round(train_seconds) if train_seconds else None,
