@@ -137,7 +137,7 @@ def evaluate_models(detectors: Sequence, eval_sets: list[dict], project_classes:
     from vision.detector import PROJECT_CLASSES, MultiDetector
 
     classes = list(project_classes or PROJECT_CLASSES)
-    report: dict = {"models": [], "sets": {}, "ap_confidence": AP_CONFIDENCE, "nms_iou": AP_NMS_IOU,
+    report: dict = {"models": [], "sets": {}, "ap_confidence": AP_CONFIDENCE, "nms_iou": detectors[0].iou,
                     "operating_confidence": OPERATING_CONFIDENCE, "match_iou": 0.5,
                     "metrics": "supervision.metrics MeanAveragePrecision (AP50, AP50-95), Precision/Recall at IoU 0.5"}
     mappings = []
@@ -195,16 +195,16 @@ def evaluate_models(detectors: Sequence, eval_sets: list[dict], project_classes:
 
 
 def load_detectors(model: Path, teacher: Optional[Path], teacher_card: Optional[Path],
-                   confidence: float = AP_CONFIDENCE) -> tuple[list, list[str]]:
+                   confidence: float = AP_CONFIDENCE, iou: float = AP_NMS_IOU) -> tuple[list, list[str]]:
     """Our model and, when its file exists, the teacher; the notes say what was skipped."""
     from vision.detector import OnnxDetector
 
-    detectors = [OnnxDetector(str(model), confidence=confidence, iou=AP_NMS_IOU)]
+    detectors = [OnnxDetector(str(model), confidence=confidence, iou=iou)]
     notes = []
     if teacher is not None:
         if Path(teacher).is_file():
             detectors.append(OnnxDetector(str(teacher), card_path=str(teacher_card) if teacher_card else None,
-                                          confidence=confidence, iou=AP_NMS_IOU))
+                                          confidence=confidence, iou=iou))
         else:
             notes.append(f"teacher not evaluated: {teacher} not found")
     return detectors, notes
@@ -212,7 +212,8 @@ def load_detectors(model: Path, teacher: Optional[Path], teacher_card: Optional[
 
 def format_report(report: dict) -> str:
     names = [m["name"] for m in report["models"]]
-    lines = [f"split {report.get('split', '?')}; AP at conf >= {report['ap_confidence']}, precision/recall at "
+    lines = [f"split {report.get('split', '?')}; AP at conf >= {report['ap_confidence']} after NMS IoU "
+             f"{report['nms_iou']}, precision/recall at "
              f"conf >= {report['operating_confidence']}, IoU 0.5"]
     lines.append(f"{'set':<20} {'class':<14} {'gt':>5}  " + "  ".join(f"{n[:22]:>30}" for n in names))
     lines.append(f"{'':<20} {'':<14} {'':>5}  " + "  ".join(f"{'AP50 AP50-95   P     R':>30}" for _ in names))
@@ -240,6 +241,9 @@ def evaluate_cmd(model: Path = typer.Option(DEFAULT_MODEL, help="ONNX model (its
                  limit: Optional[int] = typer.Option(None, min=1, help="at most this many images per set"),
                  combined: bool = typer.Option(True, help="also score ours + teacher merged (a site with "
                                                           "the teacher in detector.extra_models)"),
+                 nms_iou: float = typer.Option(AP_NMS_IOU, min=0.05, max=1.0,
+                                               help="NMS IoU of every model (the cards' figures use 0.6; sites "
+                                                    "run detector.iou, 0.5 by default)"),
                  as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """Per-class AP50, AP50-95, precision and recall on the real splits, teacher beside ours."""
     from vision.errors import ModelError
@@ -249,7 +253,7 @@ def evaluate_cmd(model: Path = typer.Option(DEFAULT_MODEL, help="ONNX model (its
         typer.echo(f"error: no {split} images found for the sources of {definition}", err=True)
         raise typer.Exit(2)
     try:
-        detectors, notes = load_detectors(model, None if no_teacher else teacher, teacher_card)
+        detectors, notes = load_detectors(model, None if no_teacher else teacher, teacher_card, iou=nms_iou)
     except ModelError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)

@@ -67,6 +67,21 @@ def test_evaluate_json_scores_both_models_on_the_classes_each_knows():
     assert set(sets["woosong_trashbags"]["classes"]["garbage"]) == {"gt_boxes"}
     assert "car-v1" not in sets["modes_of_transport"]["classes"]["two_wheeler"]
     assert "yolox-nano-coco" in sets["modes_of_transport"]["classes"]["two_wheeler"]
+    assert report["nms_iou"] == 0.6
+
+
+@needs_data
+def test_evaluate_nms_iou_is_the_one_every_model_runs_with():
+    """Sites run detector.iou (0.5 by default); --nms-iou measures the model as they run it."""
+    args = ["evaluate", "--json", "--model", str(CAR_MODEL), "--split", "test", "--limit", "4", "--no-combined"]
+    loose, strict = (json.loads(CliRunner().invoke(app, args + ["--nms-iou", iou]).stdout) for iou in ("0.9", "0.3"))
+    assert loose["nms_iou"] == 0.9 and strict["nms_iou"] == 0.3
+    car = [r["sets"]["parking_space_cctv"]["classes"]["car"] for r in (loose, strict)]
+    # more boxes survive a looser NMS: recall at the operating confidence cannot fall
+    assert car[0]["car-v1"]["recall"] >= car[1]["car-v1"]["recall"]
+    assert car[0]["yolox-nano-coco"] != car[1]["yolox-nano-coco"]    # the teacher ran with it too
+    bad = CliRunner().invoke(app, args + ["--nms-iou", "0"])
+    assert bad.exit_code == 2
 
 
 def test_evaluate_reports_a_missing_model_and_missing_data(tmp_path):
