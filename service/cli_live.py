@@ -29,6 +29,10 @@ def bench_live(cameras: int = typer.Option(64, "--cameras", help="the most camer
     """How many live RTSP cameras (640×360, 15 fps, H.264) this machine holds at 1 inference per second
     each, with p95 latency, CPU and memory per camera — and the same for a naive pipeline, with the ratio."""
     from vision.bench_live import bench_live as run
+    if not model.is_file():
+        typer.echo(f"error: {model}: no such model file", err=True)
+        raise typer.Exit(2)
+    model = model.resolve()   # the bench's site files live in a temporary folder
     counts = [int(x) for x in steps.split(",")] if steps else None
     report = run(cameras=cameras, seconds=seconds, warmup_s=warmup_s, steps=counts, naive=naive,
                  naive_seconds=naive_seconds, naive_max=naive_max, sample_fps=sample_fps,
