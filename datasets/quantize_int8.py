@@ -51,7 +51,7 @@ if str(REPO) not in sys.path:
 
 from datasets.make_card import onnx_input_size as input_size_of  # noqa: E402
 from datasets.onnx_graph import rewrite_file  # noqa: E402
-from vision.detector import OnnxDetector, card_path_for  # noqa: E402
+from vision.detector import OnnxDetector, card_path_for, fit  # noqa: E402
 
 #: calibration images per run (spread over the sources in proportion to their train splits)
 CALIBRATION_IMAGES = 300
@@ -176,12 +176,6 @@ def measure(out: Path, reference: Path) -> tuple[dict, dict, dict]:
     return reports["val"], reports["test"], bench
 
 
-def _frame_16_9():
-    import numpy as np
-
-    return np.zeros((360, 640, 3), np.uint8)
-
-
 def write_card(out: Path, reference: Path, quantization: dict, eval_val: dict, eval_test: dict, bench: dict,
                command: str) -> Path:
     """The float model's card, renamed, with the int8 file, the quantization and the measured figures."""
@@ -202,7 +196,7 @@ def write_card(out: Path, reference: Path, quantization: dict, eval_val: dict, e
                                 "input": (f"images [batch, 3, height, width] float32 (quantized inside); height and width "
                                           f"dynamic: each frame is letterboxed into {width}x{height} and its canvas rounded up "
                                           f"to a multiple of {detector.stride} (a 16:9 frame runs at {width}x"
-                                          f"{detector.input_shape(_frame_16_9())[1]})" if rect else
+                                          f"{fit(640, 360, (width, height), detector.stride)[2][1]})" if rect else
                                           f"images [1, 3, {height}, {width}] float32 (quantized inside)"),
                                 "output": card["training"]["onnx"].get("output")}
     # the float card's figures (another model, possibly measured another way) are not carried over

@@ -113,11 +113,12 @@ def weighted_data(data: Path, repeat: dict[str, int], run_dir: Path) -> Path:
     if not root.is_absolute():
         root = (data.parent / root).resolve()
     images = sorted(p for p in (root / spec["train"]).iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
-    prefixes = {p.name.split("_", 1)[0] for p in images}
-    unknown = sorted(set(repeat) - prefixes)
+    prefix = {p: p.name.split("_", 1)[0] for p in images}
+    unknown = sorted(set(repeat) - set(prefix.values()))
     if unknown:
-        raise SystemExit(f"--repeat: no train images with prefix {', '.join(unknown)} (have {', '.join(sorted(prefixes))})")
-    listing = [str(p) for p in images for _ in range(max(1, repeat.get(p.name.split("_", 1)[0], 1)))]
+        raise SystemExit(f"--repeat: no train images with prefix {', '.join(unknown)} "
+                         f"(have {', '.join(sorted(set(prefix.values())))})")
+    listing = [str(p) for p in images for _ in range(max(1, repeat.get(prefix[p], 1)))]
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "train_weighted.txt").write_text("".join(line + "\n" for line in listing))
     spec = {**spec, "path": str(root), "train": str(run_dir / "train_weighted.txt")}
