@@ -15,7 +15,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError, TimeoutError as Poo
 from service.catalog import register_site
 from service.login_throttle import LoginThrottle
 from service.db import make_engine, session_factory, upgrade
-from service.errors import AlreadyReviewed, Conflict, IntegrityFailed, InvalidEvent, ObjectNotFound, StorageError, UploadTooLarge
+from service.errors import AlreadyReviewed, Conflict, InvalidEvent, StorageError, UploadTooLarge, http_answer
 from service.live import LiveHub
 from service.routers import events, evidence, feed, health, reviews
 from service.routers import camera_health, grid, leases, rescans
@@ -41,18 +41,10 @@ def install_error_handlers(app: FastAPI) -> None:
     """Map the project's errors to HTTP: 422 invalid event, 413 too large, 409 already reviewed,
     500 integrity failed or evidence missing, 503 evidence store unavailable, 503 database unreachable
     (SQLAlchemy's OperationalError / InterfaceError / pool timeout, with ``Retry-After``)."""
-    handlers = {
-        InvalidEvent: lambda exc: _error(422, exc.detail),
-        UploadTooLarge: lambda exc: _error(413, str(exc)),
-        AlreadyReviewed: lambda exc: _error(409, str(exc)),
-        Conflict: lambda exc: _error(409, str(exc)),
-        IntegrityFailed: lambda exc: _error(500, f"evidence integrity check failed for {exc.key}: {exc.reason}", exc),
-        ObjectNotFound: lambda exc: _error(500, f"evidence object missing from the store: {exc.key}", exc),
-        StorageError: lambda exc: _error(503, f"evidence store unavailable: {exc}", exc),
-    }
-    for exc_class, make_response in handlers.items():
-        async def handler(_request: Request, exc: Exception, make_response=make_response) -> JSONResponse:
-            return make_response(exc)
+    async def handler(_request: Request, exc: Exception) -> JSONResponse:
+        status_code, detail = http_answer(exc)
+        return _error(status_code, detail, exc)
+    for exc_class in (InvalidEvent, UploadTooLarge, AlreadyReviewed, Conflict, StorageError):
         app.add_exception_handler(exc_class, handler)
 
     async def database_unavailable(_request: Request, exc: Exception) -> JSONResponse:

@@ -61,3 +61,23 @@ class AlreadyReviewed(CompoundEyeError):
 class Conflict(CompoundEyeError):
     """The request is not allowed in the current state (HTTP 409): an illegal case transition, a
     violation claimed by someone else, a case not yet due for re-inspection. Nothing was changed."""
+
+
+def http_answer(exc: BaseException) -> tuple[int, str | list] | None:
+    """The HTTP status and ``detail`` the API answers for one of the errors above (None for any other):
+    422 invalid event, 413 too large, 409 already reviewed or conflict, 500 integrity failed or evidence
+    missing, 503 evidence store unavailable. The app's handlers and the batch post's per-event results
+    both use it, so one error gets one answer wherever it happens."""
+    if isinstance(exc, InvalidEvent):
+        return 422, exc.detail
+    if isinstance(exc, UploadTooLarge):
+        return 413, str(exc)
+    if isinstance(exc, (AlreadyReviewed, Conflict)):
+        return 409, str(exc)
+    if isinstance(exc, IntegrityFailed):
+        return 500, f"evidence integrity check failed for {exc.key}: {exc.reason}"
+    if isinstance(exc, ObjectNotFound):
+        return 500, f"evidence object missing from the store: {exc.key}"
+    if isinstance(exc, StorageError):
+        return 503, f"evidence store unavailable: {exc}"
+    return None

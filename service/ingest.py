@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import logging
+import re
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -48,16 +49,62 @@ class Upload:
     size: int
 
 
-def parse_event(raw: str | bytes) -> ViolationCreate:
+def parse_event(raw: str | bytes, location: tuple = ("body", "event")) -> ViolationCreate:
     """The ``event`` form field as a :class:`ViolationCreate`; :class:`InvalidEvent` with pydantic's
-    error list (locations under ``body.event``) when it is not valid JSON or not a valid event."""
+    error list (locations under ``location``) when it is not valid JSON or not a valid event."""
     try:
         return ViolationCreate.model_validate_json(raw)
     except ValidationError as exc:
         errors = json.loads(exc.json(include_url=False), parse_constant=str)  # Infinity/NaN stay strings
         for error in errors:
-            error["loc"] = ["body", "event", *error.get("loc", [])]
+            error["loc"] = [*location, *error.get("loc", [])]
         raise InvalidEvent(errors) from exc
+
+
+BATCH_MAX_EVENTS = 50
+BATCH_PART = re.compile(r"^(0|[1-9][0-9]?)\.(snapshot|clip|sidecar|crop)$")  # "<index>.<kind>", index < 100
+
+
+def parse_batch(raw: str | bytes) -> list[ViolationCreate | InvalidEvent]:
+    """The ``events`` form field of a batch post: a JSON array of 1 to ``BATCH_MAX_EVENTS`` events. Each
+    item comes back as its :class:`ViolationCreate`, or as the :class:`InvalidEvent` that refuses that
+    item alone (locations under ``body.events.<index>``), checked exactly as a single post's ``event``.
+    Raises :class:`InvalidEvent` for the whole request when the field is not such an array."""
+    try:
+        items = json.loads(raw)
+    except RecursionError as exc:
+        raise InvalidEvent("events is nested too deeply to be read") from exc
+    except ValueError as exc:
+        raise InvalidEvent(f"events is not valid JSON: {exc}") from exc
+    if not isinstance(items, list) or not 1 <= len(items) <= BATCH_MAX_EVENTS:
+        raise InvalidEvent(f"events must be a JSON array of 1 to {BATCH_MAX_EVENTS} events")
+    parsed: list[ViolationCreate | InvalidEvent] = []
+    for index, item in enumerate(items):
+        try:
+            parsed.append(parse_event(json.dumps(item), ("body", "events", index)))
+        except InvalidEvent as exc:
+            parsed.append(exc)
+    return parsed
+
+
+def batch_parts(names: list[str], count: int) -> list[dict[str, int]]:
+    """For a batch of ``count`` events whose form parts are named ``names`` (in order, ``events``
+    included), each event's evidence as kind -> position in ``names``. Raises :class:`InvalidEvent` for a
+    part that is not ``events`` or ``<index>.<kind>`` with an index in the batch, or a name sent twice."""
+    parts: list[dict[str, int]] = [{} for _ in range(count)]
+    seen: set[str] = set()
+    for position, name in enumerate(names):
+        if name in seen:
+            raise InvalidEvent(f"part {name!r} is sent more than once")
+        seen.add(name)
+        if name == "events":
+            continue
+        match = BATCH_PART.match(name)
+        if match is None or int(match[1]) >= count:
+            raise InvalidEvent(f"unexpected part {name[:100]!r}: parts are 'events' and '<index>.<kind>' "
+                               f"(index 0 to {count - 1}, kind snapshot, clip, sidecar or crop)")
+        parts[int(match[1])][match[2]] = position
+    return parts
 
 
 GENERIC_TYPES = {"application/octet-stream"}  # what a client that does not know the type sends (curl -F)

@@ -13,6 +13,8 @@ shares the machine's cores with the server, costs little CPU per request):
 
 - ``--posters`` clients posting ``--events`` new violations in all, each with a real JPEG snapshot, a
   real one-second H.264 clip and a sidecar (the API decodes and checks all three, as for a worker);
+  with ``--batch N`` each request is a ``POST /api/v1/events/batch`` of N events, as a worker's outbox
+  sends its backlog;
 - ``--readers`` clients (20 by default) that, until the posts are done, list ``/api/v1/events``, read
   the review queue and decide one violation from it (confirm or reject; a 409 because another reviewer
   decided it first is counted as a conflict, not an error).
@@ -28,6 +30,7 @@ import argparse
 import asyncio
 import datetime as dt
 import hashlib
+import itertools
 import json
 import os
 import secrets
@@ -212,27 +215,42 @@ def http_request(method: str, target: str, host: str, headers: dict[str, str] | 
 
 class EventPosts:
     """The multipart bodies of event posts: the evidence parts are built once, only the ``event`` part
-    (the n-th violation's JSON) changes from post to post."""
+    (the n-th violation's JSON) changes from post to post. ``batch_request`` builds a batch post."""
 
     BOUNDARY = "ce-load-bench-7d9f0c2a"
+    NAMES = {"snapshot": ("snapshot.jpg", "image/jpeg"), "clip": ("clip.mp4", "video/mp4"),
+             "sidecar": ("sidecar.json", "application/json")}
 
     def __init__(self, files: dict[str, bytes], host: str, worker_key: str):
         self.sha = {kind: hashlib.sha256(data).hexdigest() for kind, data in files.items()}
-        self.host, self.worker_key = host, worker_key
-        names = {"snapshot": ("snapshot.jpg", "image/jpeg"), "clip": ("clip.mp4", "video/mp4"),
-                 "sidecar": ("sidecar.json", "application/json")}
+        self.host, self.worker_key, self.files = host, worker_key, files
+        self.closing = f"--{self.BOUNDARY}--\r\n".encode()
+        self.file_parts = self._parts("") + self.closing
+        self.headers = {"X-API-Key": worker_key, "Content-Type": f"multipart/form-data; boundary={self.BOUNDARY}"}
+        self._indexed: list[bytes] = []  # the parts of the i-th event of a batch, built when first needed
+
+    def _parts(self, prefix: str) -> bytes:
         parts = b""
-        for kind, (filename, content_type) in names.items():
-            parts += (f"--{self.BOUNDARY}\r\nContent-Disposition: form-data; name=\"{kind}\"; "
+        for kind, (filename, content_type) in self.NAMES.items():
+            parts += (f"--{self.BOUNDARY}\r\nContent-Disposition: form-data; name=\"{prefix}{kind}\"; "
                       f"filename=\"{filename}\"\r\nContent-Type: {content_type}\r\n\r\n").encode()
-            parts += files[kind] + b"\r\n"
-        self.file_parts = parts + f"--{self.BOUNDARY}--\r\n".encode()
+            parts += self.files[kind] + b"\r\n"
+        return parts
+
+    def _field(self, name: str, value: str) -> bytes:
+        return (f"--{self.BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").encode()
 
     def request(self, n: int) -> bytes:
-        body = (f"--{self.BOUNDARY}\r\nContent-Disposition: form-data; name=\"event\"\r\n\r\n".encode()
-                + event_json(n, self.sha).encode() + b"\r\n" + self.file_parts)
-        return http_request("POST", "/api/v1/events", self.host, {
-            "X-API-Key": self.worker_key, "Content-Type": f"multipart/form-data; boundary={self.BOUNDARY}"}, body)
+        body = self._field("event", event_json(n, self.sha)) + self.file_parts
+        return http_request("POST", "/api/v1/events", self.host, self.headers, body)
+
+    def batch_request(self, numbers: list[int]) -> bytes:
+        """One ``POST /api/v1/events/batch`` of the violations ``numbers``, each with its three files."""
+        while len(self._indexed) < len(numbers):
+            self._indexed.append(self._parts(f"{len(self._indexed)}."))
+        body = self._field("events", "[" + ",".join(event_json(n, self.sha) for n in numbers) + "]")
+        body += b"".join(self._indexed[:len(numbers)]) + self.closing
+        return http_request("POST", "/api/v1/events/batch", self.host, self.headers, body)
 
 
 async def _timed(recorder: Recorder, kind: str, connection: HttpConnection, data: bytes) -> tuple[int, bytes]:
@@ -247,14 +265,16 @@ async def _timed(recorder: Recorder, kind: str, connection: HttpConnection, data
 
 
 async def run_load(url: str, worker_key: str, reviewer_key: str, events: int, posters: int, readers: int,
-                   files: dict[str, bytes]) -> dict:
-    """Post ``events`` new events from ``posters`` clients while ``readers`` clients list, read the queue
-    and decide; return the rate, the latencies and the answers by status."""
+                   files: dict[str, bytes], batch: int = 1) -> dict:
+    """Post ``events`` new events from ``posters`` clients (``batch`` per request when above 1) while
+    ``readers`` clients list, read the queue and decide; return the rate, the latencies and the answers
+    by status."""
     host_port = url.split("://", 1)[1].rstrip("/")
     host, port = host_port.rsplit(":", 1)
     posts = EventPosts(files, host_port, worker_key)
     recorder = Recorder()
     next_event = iter(range(events))
+    event_status: Counter = Counter()  # each event's own answer (in a batch: its result's status)
     done = asyncio.Event()
     reviewer = {"X-API-Key": reviewer_key}
     list_request = http_request("GET", "/api/v1/events?limit=50", host_port, reviewer)
@@ -264,8 +284,16 @@ async def run_load(url: str, worker_key: str, reviewer_key: str, events: int, po
 
     async def poster():
         connection = HttpConnection(host, int(port))
-        for n in next_event:
-            await _timed(recorder, "post", connection, posts.request(n))
+        if batch <= 1:
+            for n in next_event:
+                await _timed(recorder, "post", connection, posts.request(n))
+        else:
+            while numbers := list(itertools.islice(next_event, batch)):
+                status, body = await _timed(recorder, "batch", connection, posts.batch_request(numbers))
+                results = json.loads(body) if status == 200 else []
+                for result in results:
+                    event_status[result["status"]] += 1
+                event_status[f"request {status}"] += len(numbers) - len(results)
         await connection.close()
 
     async def reader(i: int):
@@ -291,9 +319,12 @@ async def run_load(url: str, worker_key: str, reviewer_key: str, events: int, po
     posting_s = time.perf_counter() - started
     done.set()
     await asyncio.gather(*reader_tasks)
-    posted_ok = sum(n for status, n in recorder.status["post"].items() if status in (200, 201))
+    if batch <= 1:
+        event_status.update(recorder.status["post"])
+    posted_ok = sum(n for status, n in event_status.items() if status in (200, 201))
     return {"posting_s": round(posting_s, 2), "events_per_s": round(posted_ok / posting_s, 1),
-            "errors": recorder.errors(), "requests": recorder.summary()}
+            "errors": recorder.errors() + sum(n for status, n in event_status.items() if status not in (200, 201)),
+            "events_by_status": {str(k): v for k, v in event_status.items()}, "requests": recorder.summary()}
 
 
 def _server_cpu_s(pid: int) -> dict[int, float]:
@@ -325,7 +356,7 @@ def _pg_database(admin_url: str) -> tuple[str, callable]:
 
 
 def bench(database: str, events: int, posters: int, readers: int, server_workers: int,
-          pg_admin_url: str = DEFAULT_PG_ADMIN) -> dict:
+          pg_admin_url: str = DEFAULT_PG_ADMIN, batch: int = 1) -> dict:
     """One run against a fresh database of kind ``database`` ("sqlite" or "postgresql"); returns the figures."""
     work = Path(tempfile.mkdtemp(prefix="ce-load-"))
     drop = None
@@ -360,7 +391,7 @@ def bench(database: str, events: int, posters: int, readers: int, server_workers
             time.sleep(0.2)
         files = evidence_files(work)
         cpu_before, client_before = _server_cpu_s(server.pid), time.process_time()
-        result = asyncio.run(run_load(base, worker_key, reviewer_key, events, posters, readers, files))
+        result = asyncio.run(run_load(base, worker_key, reviewer_key, events, posters, readers, files, batch))
         cpu_after, client_cpu_s = _server_cpu_s(server.pid), time.process_time() - client_before
         per_process = sorted((cpu_after[p] - cpu_before.get(p, 0.0) for p in cpu_after), reverse=True)
         server_cpu_s = sum(per_process)
@@ -376,7 +407,7 @@ def bench(database: str, events: int, posters: int, readers: int, server_workers
             distinct = session.scalar(select(func.count(func.distinct(Violation.id))))
             objects = session.scalar(select(func.count()).select_from(EvidenceObject))
         engine.dispose()
-        return {"database": database, "events": events, "posters": posters, "readers": readers,
+        return {"database": database, "events": events, "batch": batch, "posters": posters, "readers": readers,
                 "server_workers": server_workers, "evidence_bytes_per_event": sum(map(len, files.values())),
                 **result, "stored_violations": stored, "stored_distinct_ids": distinct, "evidence_objects": objects,
                 "stored_exactly_once": stored == distinct == events and objects == 3 * events,
@@ -399,19 +430,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=2000, help="event posts in all (the issue's target: 20000)")
     parser.add_argument("--posters", type=int, default=8, help="concurrent posting clients")
     parser.add_argument("--readers", type=int, default=20, help="concurrent listing/reviewing clients")
+    parser.add_argument("--batch", type=int, default=1,
+                        help="events per request: above 1, posters send POST /api/v1/events/batch (at most 50)")
     parser.add_argument("--server-workers", type=int, default=2, help="uvicorn worker processes")
     parser.add_argument("--pg-admin-url", default=DEFAULT_PG_ADMIN,
                         help="a PostgreSQL URL allowed to CREATE DATABASE (a fresh one is made and dropped)")
     parser.add_argument("--json", action="store_true", help="print JSON only")
     args = parser.parse_args(argv)
     kinds = ["sqlite", "postgresql"] if args.database == "both" else [args.database]
-    results = [bench(kind, args.events, args.posters, args.readers, args.server_workers, args.pg_admin_url)
+    results = [bench(kind, args.events, args.posters, args.readers, args.server_workers, args.pg_admin_url, args.batch)
                for kind in kinds]
     if args.json:
         print(json.dumps(results if len(results) > 1 else results[0], indent=2))
     else:
         for r in results:
-            post = r["requests"]["post"]
+            post = r["requests"]["post" if r["batch"] <= 1 else "batch"]
             print(f"{r['database']}: {r['events_per_s']} events/s, post p50 {post['p50_ms']} ms p99 {post['p99_ms']} ms, "
                   f"errors {r['errors']}, stored exactly once: {r['stored_exactly_once']}")
     return 0 if all(r["errors"] == 0 and r["stored_exactly_once"] for r in results) else 1

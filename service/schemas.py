@@ -112,6 +112,17 @@ class ReviewPublic(BaseModel):
     decided_at: dt.datetime
 
 
+class EventResult(BaseModel):
+    """What became of one event of a batch post (``POST /api/v1/events/batch``): ``status`` is the answer a
+    single post of it would have had (201 stored, 200 already stored, 403/404 not the caller's compound,
+    413, 415, 422 refused, 500/503 failed; ``detail`` says why). ``id`` is None when the event did not parse."""
+
+    index: int
+    id: str | None
+    status: int
+    detail: str | list | None = None
+
+
 class ViolationPublic(BaseModel):
     """A violation as a reviewer sees it, with links to its evidence."""
 

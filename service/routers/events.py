@@ -6,13 +6,21 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, Request, Response, UploadFile, status
 from sqlalchemy import func, select
+from sqlalchemy.exc import InterfaceError, OperationalError, TimeoutError as PoolTimeout
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData, UploadFile as FormFile
 
+from service.auth import Principal
 from service.deps import CurrentKey, SessionDep, SettingsDep, StoreDep, WorkerKey
-from service.ingest import check_uploads, declared_type_problem, parse_event, store_event
+from service.errors import CompoundEyeError, InvalidEvent, http_answer
+from service.ingest import (BATCH_MAX_EVENTS, batch_parts, check_uploads, declared_type_problem, parse_batch,
+                            parse_event, store_event)
 from service.models import Violation
 from service.routers.common import load_violation, scope_to_compounds, violation_public, violations_public
 from service.routers.feed import publish_violation
-from service.schemas import Identifier, ReviewState, ViolationList, ViolationPublic
+from service.schemas import EventResult, Identifier, ReviewState, ViolationCreate, ViolationList, ViolationPublic
+from service.storage import ObjectStore
 
 router = APIRouter(prefix="/events", tags=["events"])
 
@@ -49,6 +57,98 @@ def post_event(
         response.status_code = status.HTTP_200_OK
         return violation_public(violation, request)
     return publish_violation(request, violation_public(violation, request))
+
+
+REQUIRED_KINDS = ("snapshot", "clip", "sidecar")
+BATCH_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["events"],
+    "properties": {"events": {"type": "string",
+                              "description": f"a JSON array of 1 to {BATCH_MAX_EVENTS} events (schema ViolationCreate)"}},
+    "additionalProperties": {"type": "string", "format": "binary"},
+    "description": "the evidence of event i as parts named 'i.snapshot' (image/jpeg), 'i.clip' (video/mp4), "
+                   "'i.sidecar' (application/json) and optionally 'i.crop' (image/jpeg)"}}}}}
+
+
+@router.post("/batch", response_model=list[EventResult], openapi_extra=BATCH_BODY,
+             responses={**ERRORS, 400: {"description": "not a readable multipart form"},
+                        413: {"description": "the request is larger than max_upload_mb"},
+                        422: {"description": "no 'events' array of 1 to 50 events, or a part that is not an event's"}})
+async def post_events_batch(key: WorkerKey, session: SessionDep, store: StoreDep, settings: SettingsDep,
+                            request: Request) -> list[EventResult]:
+    """Store several violations with their evidence in one request, each as a single post would: one
+    result per event, in order (``status`` 201 new, 200 already stored, 4xx refused, 503 not stored now,
+    retry it). A worker's outbox sends its backlog this way; the events are independent, so one refused
+    event does not hold back the others."""
+    key.require_any("events.post")
+    async with request.form(max_files=4 * BATCH_MAX_EVENTS, max_fields=1) as form:
+        events = parse_batch(_events_field(form))
+        parts = batch_parts([name for name, _ in form.multi_items()], len(events))
+        values = [value for _, value in form.multi_items()]
+        evidence = [{kind: values[position] for kind, position in event_parts.items()} for event_parts in parts]
+        results, stored = await run_in_threadpool(_store_batch, session, store, key, events, evidence,
+                                                  settings.max_upload_bytes)
+    for violation in stored:
+        publish_violation(request, violation_public(violation, request))
+    return results
+
+
+def _events_field(form: FormData) -> str:
+    events = form.get("events")
+    if not isinstance(events, str):
+        raise InvalidEvent([{"type": "missing", "loc": ["body", "events"],
+                             "msg": "Field required: a JSON array of events, as a plain form field"}])
+    return events
+
+
+def _store_batch(session: Session, store: ObjectStore, key: Principal, events: list[ViolationCreate | InvalidEvent],
+                 evidence: list[dict[str, FormFile | str]], max_bytes: int) -> tuple[list[EventResult], list[Violation]]:
+    """Each event checked and stored on its own (its own transaction), as ``post_event`` would. When the
+    database is unreachable the event and the ones after it get 503 and are not tried."""
+    results: list[EventResult] = []
+    stored: list[Violation] = []
+    for index, (event, parts) in enumerate(zip(events, evidence)):
+        event_id = event.id if isinstance(event, ViolationCreate) else None
+        try:
+            violation, created = _store_one(session, store, key, index, event, parts, max_bytes)
+        except HTTPException as exc:
+            results.append(EventResult(index=index, id=event_id, status=exc.status_code, detail=exc.detail))
+            continue
+        except (OperationalError, InterfaceError, PoolTimeout):
+            session.rollback()
+            results += [EventResult(index=i, id=e.id if isinstance(e, ViolationCreate) else None, status=503,
+                                    detail="database unavailable; retry shortly") for i, e in enumerate(events) if i >= index]
+            break
+        except CompoundEyeError as exc:
+            answer = http_answer(exc)
+            if answer is None:
+                raise
+            results.append(EventResult(index=index, id=event_id, status=answer[0], detail=answer[1]))
+            continue
+        results.append(EventResult(index=index, id=event_id, status=201 if created else 200))
+        if created:
+            stored.append(violation)
+    return results, stored
+
+
+def _store_one(session: Session, store: ObjectStore, key: Principal, index: int, event: ViolationCreate | InvalidEvent,
+               parts: dict[str, FormFile | str], max_bytes: int) -> tuple[Violation, bool]:
+    if isinstance(event, InvalidEvent):
+        raise event
+    key.require("events.post", event.compound_id)
+    for kind in REQUIRED_KINDS:
+        if kind not in parts:
+            raise InvalidEvent([{"type": "missing", "loc": ["body", f"{index}.{kind}"], "msg": "Field required"}])
+    for kind, part in parts.items():
+        if not isinstance(part, FormFile):
+            raise InvalidEvent(f"part {index}.{kind} must be a file")
+        if problem := declared_type_problem(kind, part.content_type):
+            raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, problem)
+    files = {kind: parts[kind].file if kind in parts else None for kind in (*REQUIRED_KINDS, "crop")}
+    uploads = check_uploads(event, files, max_bytes)
+    violation, created = store_event(session, store, event, uploads)
+    if not created:
+        key.require("events.post", violation.compound_id, what=f"violation with id {violation.id!r}")
+    return violation, created
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
