@@ -41,7 +41,7 @@ ALREADY_THERE = re.compile(r"event ([0-9a-f]{32}) delivered \(already there\)")
 
 
 class HoldAnswers:
-    """Test-only ASGI middleware: the answer to ``POST /api/v1/events`` is held back for ``hold_s`` after
+    """Test-only ASGI middleware: the answer to ``POST /api/v1/events`` (or ``/batch``) is held back for ``hold_s`` after
     the app has handled the request (row and evidence stored), as if the network stalled on the way back.
     ``stored`` is set once the app has handled one such post."""
 
@@ -52,7 +52,8 @@ class HoldAnswers:
         self.held = 0
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != "/api/v1/events" or not self.hold_s:
+        if (scope["type"] != "http" or scope["method"] != "POST" or not self.hold_s
+                or scope["path"] not in ("/api/v1/events", "/api/v1/events/batch")):
             return await self.app(scope, receive, send)
         messages = []
 

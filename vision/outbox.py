@@ -126,13 +126,21 @@ class Outbox:
 
 
 class OutboxSender:
-    """Posts queued events to ``POST {api_url}/api/v1/events`` with the worker key, in a thread."""
+    """Posts queued events to the API with the worker key, in a thread.
 
-    def __init__(self, outbox: Outbox, api_url: str, api_key: str, timeout_s: float = 30.0, poll_s: float = 0.5):
+    One event due: ``POST {api_url}/api/v1/events``. Several due (a backlog after the API was away, or a
+    busy site): ``POST {api_url}/api/v1/events/batch`` with up to ``batch_events`` of them and at most
+    ``batch_bytes`` of evidence per request, one result per event. An API without the batch endpoint
+    (404/405), or one that refuses a batch as a whole (413, 422), gets the events one by one."""
+
+    def __init__(self, outbox: Outbox, api_url: str, api_key: str, timeout_s: float = 30.0, poll_s: float = 0.5,
+                 batch_events: int = 20, batch_bytes: int = 8 * 1024 * 1024):
         self.outbox = outbox
         self.url = api_url.rstrip("/") + "/api/v1/events"
+        self.batch_url = self.url + "/batch"
         self.api_key = api_key
         self.poll_s = poll_s
+        self.batch_events, self.batch_bytes = batch_events, batch_bytes
         self._client = httpx.Client(timeout=timeout_s)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -146,29 +154,92 @@ class OutboxSender:
             resp = self._client.post(self.url, headers={"X-API-Key": self.api_key},
                                      data={"event": json.dumps(item.event)}, files=handles)
         except (httpx.HTTPError, OSError) as exc:
-            delay = self.outbox.retry_later(item.id, item.attempts, f"{type(exc).__name__}: {exc}")
-            log.warning("event %s not delivered (%s); retry in %.1f s", item.id, exc, delay)
-            return "retry"
+            return self._not_sent(item, exc)
         finally:
             for _, fh, _ in handles.values():
                 fh.close()
-        if resp.status_code in (200, 201):
-            self.outbox.delivered(item.id)
-            log.info("event %s delivered (%s)", item.id, "new" if resp.status_code == 201 else "already there")
-            return "delivered"
-        if resp.status_code in PERMANENT:
-            self.outbox.park(item.id, f"HTTP {resp.status_code}: {resp.text}")
-            log.error("event %s refused by the API, parked: HTTP %s %s", item.id, resp.status_code, resp.text[:300])
-            return "parked"
-        delay = self.outbox.retry_later(item.id, item.attempts, f"HTTP {resp.status_code}: {resp.text}")
-        log.warning("event %s: HTTP %s; retry in %.1f s", item.id, resp.status_code, delay)
+        return self._settle(item, resp.status_code, resp.text)
+
+    def send_batch(self, items: list[PendingEvent]) -> list[str]:
+        """Try to deliver ``items`` in one batch request; one outcome per item, as ``send_one``'s."""
+        handles = []
+        try:
+            for index, item in enumerate(items):
+                for kind, path in item.files.items():
+                    handles.append((f"{index}.{kind}", (path.name, open(path, "rb"),
+                                                        CONTENT_TYPES.get(kind, "application/octet-stream"))))
+            resp = self._client.post(self.batch_url, headers={"X-API-Key": self.api_key},
+                                     data={"events": json.dumps([item.event for item in items])}, files=handles)
+        except (httpx.HTTPError, OSError) as exc:
+            return [self._not_sent(item, exc) for item in items]
+        finally:
+            for _, (_, fh, _) in handles:
+                fh.close()
+        if resp.status_code in (404, 405):
+            log.warning("the API has no batch endpoint (HTTP %s); events are sent one by one", resp.status_code)
+            self.batch_events = 1
+            return [self.send_one(item) for item in items]
+        if resp.status_code in (413, 422):  # the batch as a whole: each event alone gets its own answer
+            log.warning("batch of %d refused as a whole (HTTP %s); sending them one by one", len(items), resp.status_code)
+            return [self.send_one(item) for item in items]
+        if resp.status_code != 200:
+            return [self._settle(item, resp.status_code, resp.text) for item in items]
+        try:
+            results = resp.json()
+            answers = [(result["status"], json.dumps(result.get("detail"))) for result in results]
+        except (ValueError, TypeError, KeyError) as exc:
+            answers = [(0, f"unreadable batch answer: {exc}")] * len(items)
+        if len(answers) != len(items):
+            answers = [(0, f"batch answer has {len(answers)} results for {len(items)} events")] * len(items)
+        return [self._settle(item, status, text) for item, (status, text) in zip(items, answers)]
+
+    def _not_sent(self, item: PendingEvent, exc: Exception) -> str:
+        delay = self.outbox.retry_later(item.id, item.attempts, f"{type(exc).__name__}: {exc}")
+        log.warning("event %s not delivered (%s); retry in %.1f s", item.id, exc, delay)
         return "retry"
 
+    def _settle(self, item: PendingEvent, status: int, text: str) -> str:
+        """Act on the API's answer ``status`` for one event: delivered, parked (refused for good) or retried."""
+        if status in (200, 201):
+            self.outbox.delivered(item.id)
+            log.info("event %s delivered (%s)", item.id, "new" if status == 201 else "already there")
+            return "delivered"
+        if status in PERMANENT:
+            self.outbox.park(item.id, f"HTTP {status}: {text}")
+            log.error("event %s refused by the API, parked: HTTP %s %s", item.id, status, text[:300])
+            return "parked"
+        delay = self.outbox.retry_later(item.id, item.attempts, f"HTTP {status}: {text}")
+        log.warning("event %s: HTTP %s; retry in %.1f s", item.id, status, delay)
+        return "retry"
+
+    def batches(self, items: list[PendingEvent]) -> list[list[PendingEvent]]:
+        """``items`` in order, cut into batches of at most ``batch_events`` events and ``batch_bytes`` of
+        evidence (an event larger than that alone in its batch). An event with a file missing goes alone:
+        its failure must not hold back the others."""
+        batches: list[list[PendingEvent]] = []
+        size = 0
+        for item in items:
+            try:
+                item_size = sum(path.stat().st_size for path in item.files.values())
+            except OSError:
+                batches += [[item], []]
+                size = 0
+                continue
+            if not batches or len(batches[-1]) >= self.batch_events or size + item_size > self.batch_bytes:
+                batches.append([])
+                size = 0
+            batches[-1].append(item)
+            size += item_size
+        return batches
+
     def run_once(self, ignore_backoff: bool = False) -> int:
-        """Deliver everything due now (or everything pending, when ``ignore_backoff``). Returns how
-        many were delivered."""
-        items = self.outbox.due(now=float("inf") if ignore_backoff else None)
-        return sum(self.send_one(item) == "delivered" for item in items)
+        """Deliver everything due now (or everything pending, when ``ignore_backoff``): several in batch
+        requests, one alone in a single post. Returns how many were delivered."""
+        items = self.outbox.due(now=float("inf") if ignore_backoff else None, limit=max(20, self.batch_events))
+        outcomes = []
+        for batch in filter(None, self.batches(items)):
+            outcomes += self.send_batch(batch) if len(batch) > 1 else [self.send_one(batch[0])]
+        return outcomes.count("delivered")
 
     def _loop(self) -> None:
         while not self._stop.is_set():

@@ -1,0 +1,160 @@
+"""The worker's outbox sends a backlog in batch requests (``POST /api/v1/events/batch``) to a real API on
+loopback: one request for many events, each event settled on its own result, and a fallback to single
+posts for an API without the endpoint or a batch refused as a whole (issue 11)."""
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections import Counter
+
+import pytest
+from sqlalchemy import func, select
+
+from service.models import EvidenceObject, Violation
+from vision.outbox import Outbox, OutboxSender
+
+from browser_support import LiveServer, free_port
+
+START = dt.datetime(2026, 3, 1, 10, tzinfo=dt.timezone.utc)
+SUFFIX = {"snapshot": "jpg", "clip": "mp4", "sidecar": "json", "crop": "jpg"}
+
+
+class CountRequests:
+    """Test-only ASGI middleware: counts POSTs by path; answers 404 for the batch path when ``no_batch``
+    (an API from before the endpoint existed)."""
+
+    def __init__(self, app, no_batch: bool = False):
+        self.app, self.no_batch, self.posts = app, no_batch, Counter()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["method"] == "POST":
+            self.posts[scope["path"]] += 1
+            if self.no_batch and scope["path"] == "/api/v1/events/batch":
+                await send({"type": "http.response.start", "status": 404,
+                            "headers": [(b"content-type", b"application/json")]})
+                await send({"type": "http.response.body", "body": b'{"detail":"Not Found"}'})
+                return
+        await self.app(scope, receive, send)
+
+
+def queue(outbox: Outbox, make_event, folder, minute: int, spoil=None):
+    post = make_event(start=START + dt.timedelta(minutes=minute))
+    if spoil:
+        spoil(post)
+    files = {}
+    for kind, data in post.files.items():
+        files[kind] = folder / f"{minute}-{kind}.{SUFFIX[kind]}"
+        files[kind].write_bytes(data)
+    assert outbox.add(post.event, files)
+    return post
+
+
+def stored_ids(app) -> tuple[list[str], int]:
+    with app.state.sessions() as session:
+        return (sorted(session.scalars(select(Violation.id))),
+                session.scalar(select(func.count()).select_from(EvidenceObject)))
+
+
+@pytest.fixture
+def served(settings):
+    with LiveServer(settings, wrap=CountRequests) as server:
+        yield server
+
+
+def test_a_backlog_goes_in_one_batch_request_and_each_event_is_stored_once(served, make_event, tmp_path, caplog):
+    outbox = Outbox(tmp_path / "outbox")
+    sender = OutboxSender(outbox, served.url, served.key("worker"))
+    posts = [queue(outbox, make_event, tmp_path, m) for m in range(7)]
+    with caplog.at_level("INFO", logger="vision.outbox"):
+        assert sender.run_once() == 7
+    assert served.served.posts == {"/api/v1/events/batch": 1}
+    assert outbox.counts() == {}
+    assert stored_ids(served.app) == (sorted(p.id for p in posts), 21)
+    assert sum("delivered (new)" in r.message for r in caplog.records) == 7
+
+    # the acknowledgement lost on the way: the same events queued again are found already stored
+    for m in range(3):
+        queue(outbox, make_event, tmp_path, m)
+    with caplog.at_level("INFO", logger="vision.outbox"):
+        assert sender.run_once() == 3
+    assert sum("delivered (already there)" in r.message for r in caplog.records) == 3
+    assert stored_ids(served.app)[1] == 21
+    sender.stop(drain_s=0)
+    outbox.close()
+
+
+def test_a_refused_event_is_parked_and_the_others_of_its_batch_delivered(served, make_event, tmp_path):
+    outbox = Outbox(tmp_path / "outbox")
+    sender = OutboxSender(outbox, served.url, served.key("worker"))
+    good = [queue(outbox, make_event, tmp_path, m) for m in range(2)]
+
+    def wrong_sha(post):
+        post.event["evidence"]["clip_sha256"] = "0" * 64
+    bad = queue(outbox, make_event, tmp_path, 5, spoil=wrong_sha)
+    assert sender.run_once() == 2
+    assert served.served.posts == {"/api/v1/events/batch": 1}
+    assert outbox.counts() == {"rejected": 1}
+    reason = outbox._db.execute("SELECT last_error FROM outbox WHERE id=?", (bad.id,)).fetchone()[0]
+    assert reason.startswith("HTTP 422") and "clip sha256" in reason
+    assert stored_ids(served.app)[0] == sorted(p.id for p in good)
+    sender.stop(drain_s=0)
+    outbox.close()
+
+
+def test_batches_are_cut_by_count_and_by_bytes(served, make_event, tmp_path):
+    outbox = Outbox(tmp_path / "outbox")
+    posts = [queue(outbox, make_event, tmp_path, m) for m in range(5)]
+    one_event = sum(path.stat().st_size for path in outbox.due()[0].files.values())
+    sender = OutboxSender(outbox, served.url, served.key("worker"), batch_events=2)
+    assert [len(b) for b in sender.batches(outbox.due())] == [2, 2, 1]
+    sender.batch_events, sender.batch_bytes = 20, 2 * one_event + 1
+    assert [len(b) for b in sender.batches(outbox.due())] == [2, 2, 1]
+    sender.batch_bytes = one_event // 2    # every event alone, however large
+    assert [len(b) for b in sender.batches(outbox.due())] == [1, 1, 1, 1, 1]
+    sender.batch_bytes = 3 * one_event
+    assert sender.run_once() == 5
+    assert served.served.posts == {"/api/v1/events/batch": 2}   # 3 events, then 2
+    assert stored_ids(served.app)[0] == sorted(p.id for p in posts)
+    sender.stop(drain_s=0)
+    outbox.close()
+
+
+def test_an_event_whose_file_is_gone_goes_alone(served, make_event, tmp_path):
+    outbox = Outbox(tmp_path / "outbox")
+    posts = [queue(outbox, make_event, tmp_path, m) for m in range(3)]
+    items = outbox.due()
+    items[1].files["clip"].unlink()
+    sender = OutboxSender(outbox, served.url, served.key("worker"))
+    assert [[i.id for i in b] for b in sender.batches(items) if b] == [[posts[0].id], [posts[1].id], [posts[2].id]]
+    assert sender.run_once() == 2
+    assert outbox.counts() == {"pending": 1}
+    sender.stop(drain_s=0)
+    outbox.close()
+
+
+def test_an_api_without_the_batch_endpoint_gets_single_posts(settings, make_event, tmp_path):
+    with LiveServer(settings, wrap=lambda app: CountRequests(app, no_batch=True)) as server:
+        outbox = Outbox(tmp_path / "outbox")
+        sender = OutboxSender(outbox, server.url, server.key("worker"))
+        posts = [queue(outbox, make_event, tmp_path, m) for m in range(3)]
+        assert sender.run_once() == 3
+        assert server.served.posts == {"/api/v1/events/batch": 1, "/api/v1/events": 3}
+        more = [queue(outbox, make_event, tmp_path, m) for m in range(3, 5)]
+        assert sender.run_once() == 2       # it does not ask again
+        assert server.served.posts == {"/api/v1/events/batch": 1, "/api/v1/events": 5}
+        assert stored_ids(server.app)[0] == sorted(p.id for p in posts + more)
+        sender.stop(drain_s=0)
+        outbox.close()
+
+
+def test_api_unreachable_every_event_of_the_batch_waits_for_a_retry(make_event, tmp_path):
+    outbox = Outbox(tmp_path / "outbox")
+    sender = OutboxSender(outbox, f"http://127.0.0.1:{free_port()}", "ce_0123456789abcdef_" + "A" * 43, timeout_s=5)
+    for m in range(4):
+        queue(outbox, make_event, tmp_path, m)
+    assert sender.run_once() == 0
+    pending = outbox.due(now=time.time() + 3600)
+    assert len(pending) == 4 and all(p.attempts == 1 for p in pending)
+    assert all(path.exists() for p in pending for path in p.files.values())
+    sender.stop(drain_s=0)
+    outbox.close()
