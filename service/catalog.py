@@ -1,7 +1,10 @@
 """Compounds and cameras: registered by id on a camera's first event, or from the site file."""
 from __future__ import annotations
 
+import weakref
+
 from sqlalchemy import select, update
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from service.errors import InvalidEvent
@@ -25,17 +28,27 @@ def _insert_ignore(session: Session, model: type, **values) -> None:
     session.execute(insert(model).values(**values).on_conflict_do_nothing(index_elements=["id"]))
 
 
+# camera id -> compound id of the camera rows found committed, per database. Cameras are never deleted
+# and never change compound, so an owner once read stays true; it saves a query on every event.
+_OWNERS: weakref.WeakKeyDictionary[Engine, dict[str, str]] = weakref.WeakKeyDictionary()
+
+
 def register_camera(session: Session, compound_id: str, camera_id: str) -> None:
     """Make sure the compound and the camera rows exist (inside the caller's transaction).
 
     Raises :class:`InvalidEvent` when the camera is already registered to another compound: access is
     checked by compound, so a camera cannot move silently."""
-    owner_of = select(Camera.compound_id).where(Camera.id == camera_id)
-    owner = session.connection().scalar(owner_of)  # Core: the ORM's execute path costs as much again
-    if owner is None:  # a camera's first event: two inserts (its compound exists whenever it does)
-        _insert_ignore(session, Compound, id=compound_id)
-        _insert_ignore(session, Camera, id=camera_id, compound_id=compound_id)
-        owner = session.connection().scalar(owner_of)
+    owners = _OWNERS.setdefault(session.get_bind(), {})
+    owner = owners.get(camera_id)
+    if owner is None:
+        owner_of = select(Camera.compound_id).where(Camera.id == camera_id)
+        owner = session.connection().scalar(owner_of)  # Core: the ORM's execute path costs as much again
+        if owner is not None:  # committed before this transaction began (a row of ours would roll back)
+            owners[camera_id] = owner
+        else:  # a camera's first event: two inserts (its compound exists whenever it does)
+            _insert_ignore(session, Compound, id=compound_id)
+            _insert_ignore(session, Camera, id=camera_id, compound_id=compound_id)
+            owner = session.connection().scalar(owner_of)
     if owner != compound_id:
         raise InvalidEvent(f"camera {camera_id!r} belongs to compound {owner!r}, not {compound_id!r}")
 

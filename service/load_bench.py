@@ -283,7 +283,8 @@ async def run_load(url: str, worker_key: str, reviewer_key: str, events: int, po
                  json.dumps({"verdict": "confirm"}).encode()]
 
     async def poster():
-        connection = HttpConnection(host, int(port))
+        # a new connection every 100 events, batched or not, so that every server process gets some
+        connection = HttpConnection(host, int(port), requests_per_connection=max(1, 100 // batch))
         if batch <= 1:
             for n in next_event:
                 await _timed(recorder, "post", connection, posts.request(n))
@@ -293,7 +294,8 @@ async def run_load(url: str, worker_key: str, reviewer_key: str, events: int, po
                 results = json.loads(body) if status == 200 else []
                 for result in results:
                     event_status[result["status"]] += 1
-                event_status[f"request {status}"] += len(numbers) - len(results)
+                if len(results) != len(numbers):  # the request as a whole failed: its events count under its status
+                    event_status[f"request {status}"] += len(numbers) - len(results)
         await connection.close()
 
     async def reader(i: int):

@@ -1,6 +1,6 @@
 """Smoke test of ``python -m service.load_bench`` (issue 11): a tiny run on SQLite — 50 posts with real
 evidence and 4 reviewers listing and deciding at the same time, against uvicorn in its own process. The
-figures themselves come from the full run (RELIABILITY section in docs/reliability-delivery.md)."""
+figures themselves come from the full run (RELIABILITY.md, *Load*)."""
 from __future__ import annotations
 
 from service.load_bench import bench
@@ -13,3 +13,12 @@ def test_load_bench_smoke_on_sqlite():
     assert result["requests"]["post"]["count"] == 50
     assert result["requests"]["review"]["count"] > 0 and result["requests"]["list"]["count"] > 0
     assert result["events_per_s"] > 0 and result["requests"]["post"]["p99_ms"] >= result["requests"]["post"]["p50_ms"]
+
+
+def test_load_bench_batches_on_sqlite():
+    """53 events in batches of 10 from 2 posters: 6 batch requests (the last ones short), each event stored once."""
+    result = bench("sqlite", events=53, posters=2, readers=2, server_workers=1, batch=10)
+    assert result["errors"] == 0, result["requests"]
+    assert result["stored_exactly_once"], result
+    assert result["events_by_status"] == {"201": 53}
+    assert result["requests"]["batch"]["count"] == 6 and "post" not in result["requests"]
