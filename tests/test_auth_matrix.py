@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from workflow import audit_count, make_user, past, post_event, reinspect, review
+from workflow import audit_count, make_user, past, post_batch, post_event, reinspect, review
 
 START = dt.datetime(2026, 3, 4, 2, 0, tzinfo=dt.timezone.utc)
 ROLES = ("admin", "supervisor", "reviewer", "viewer", "worker")
@@ -24,6 +24,7 @@ ENDPOINTS = {
     "read event": (READERS | {"worker"}, lambda x, c: ("GET", f"/api/v1/events/{x[c]['read']}", {})),
     "read evidence": (READERS | {"worker"}, lambda x, c: ("GET", f"/api/v1/events/{x[c]['read']}/evidence/snapshot", {})),
     "post event": ({"admin", "worker"}, lambda x, c: ("POST_EVENT", c, {})),
+    "post batch": ({"admin", "worker"}, lambda x, c: ("POST_BATCH", c, {})),
     "review queue": (REVIEWERS, lambda x, c: ("GET", "/api/v1/review-queue", {"params": {"compound_id": c}})),
     "claim": (REVIEWERS, lambda x, c: ("POST", f"/api/v1/events/{x[c]['queue']}/claim", {})),
     "release claim": (REVIEWERS, lambda x, c: ("DELETE", f"/api/v1/events/{x[c]['queue']}/claim", {})),
@@ -153,9 +154,21 @@ def _send(client, make_event, evidence_bytes, ctx, compound, request, headers, s
         camera = ctx[target]["camera"]
         start = START + dt.timedelta(hours=1, seconds=serial)
         return make_event(compound_id=target, camera_id=camera, start=start).post(client, headers)
+    if method == "POST_BATCH":  # a batch of one: the event's own result stands for the request's status
+        post = make_event(compound_id=target, camera_id=ctx[target]["camera"],
+                          start=START + dt.timedelta(hours=2, seconds=serial))
+        response = post_batch(client, headers, [post])
+        return _BatchAnswer(response.json()[0]) if response.status_code == 200 else response
     if method == "REINSPECT":
         return reinspect(client, headers, target, evidence_bytes["crop"], rule_active=False)
     return client.request(method, target, headers=headers, **kwargs)
+
+
+class _BatchAnswer:
+    """The result of the one event of a batch post, read as a response (status and text)."""
+
+    def __init__(self, result: dict):
+        self.status_code, self.text = result["status"], json.dumps(result)
 
 
 @pytest.mark.parametrize("role", ROLES)

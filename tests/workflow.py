@@ -27,6 +27,15 @@ def post_event(client, make_event, worker_headers, **kwargs) -> str:
     return post.id
 
 
+def post_batch(client, headers, posts, events: str | None = None, parts: list | None = None):
+    """Send ``posts`` (conftest's EventPost) as one ``POST /api/v1/events/batch``; ``events`` replaces
+    the events field, ``parts`` adds ``(name, (filename, bytes, type))`` file parts."""
+    files = [(f"{i}.{kind}", (f"{kind}.bin", data, post.content_types[kind]))
+             for i, post in enumerate(posts) for kind, data in post.files.items()]
+    body = events if events is not None else json.dumps([post.event for post in posts])
+    return client.post("/api/v1/events/batch", data={"events": body}, files=files + (parts or []), headers=headers)
+
+
 def review(client, headers, violation_id: str, verdict: str = "confirm", reason: str | None = None):
     body = {"verdict": verdict, **({"reason": reason} if reason else {})}
     return client.post(f"/api/v1/events/{violation_id}/review", json=body, headers=headers)
