@@ -176,3 +176,16 @@ def test_new_events_of_a_batch_reach_the_alert_feed(app, client, worker, make_ev
     finally:
         hub.publish = real_publish
     assert [item["id"] for item in seen] == [posts[1].id]
+
+
+def test_extra_fields_or_too_many_files_are_400_and_nothing_stored(client, worker, make_event, violation_count,
+                                                                  stored_objects):
+    post = make_event()
+    extra_field = client.post("/api/v1/events/batch", data={"events": json.dumps([post.event]), "other": "x"},
+                              files=[("0.snapshot", ("a.jpg", post.files["snapshot"], "image/jpeg"))], headers=worker)
+    assert extra_field.status_code == 400 and "Too many fields" in extra_field.json()["detail"]
+    files = [(f"{i}.clip", ("a.mp4", b"x", "video/mp4")) for i in range(4 * BATCH_MAX_EVENTS + 1)]
+    too_many = client.post("/api/v1/events/batch", data={"events": json.dumps([post.event])}, files=files,
+                           headers=worker)
+    assert too_many.status_code == 400 and "Too many files" in too_many.json()["detail"]
+    assert violation_count() == 0 and stored_objects() == []
