@@ -14,9 +14,9 @@ from service.models import EvidenceObject, Violation
 from vision.outbox import Outbox, OutboxSender
 
 from browser_support import LiveServer, free_port
+from workflow import queue_in_outbox
 
 START = dt.datetime(2026, 3, 1, 10, tzinfo=dt.timezone.utc)
-SUFFIX = {"snapshot": "jpg", "clip": "mp4", "sidecar": "json", "crop": "jpg"}
 
 
 class CountRequests:
@@ -41,11 +41,7 @@ def queue(outbox: Outbox, make_event, folder, minute: int, spoil=None):
     post = make_event(start=START + dt.timedelta(minutes=minute))
     if spoil:
         spoil(post)
-    files = {}
-    for kind, data in post.files.items():
-        files[kind] = folder / f"{minute}-{kind}.{SUFFIX[kind]}"
-        files[kind].write_bytes(data)
-    assert outbox.add(post.event, files)
+    queue_in_outbox(outbox, post, folder / f"work-{minute}-{time.monotonic_ns()}")
     return post
 
 

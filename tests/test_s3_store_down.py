@@ -20,6 +20,7 @@ from vision.outbox import Outbox, OutboxSender
 
 from conftest import s3_settings
 from s3_weed import WeedServer, free_ports
+from workflow import queue_in_outbox
 
 
 @pytest.fixture
@@ -50,13 +51,7 @@ def api(own_weed, tmp_path):
 
 def _queue(outbox, make_event, tmp_path, minute: int):
     post = make_event(start=dt.datetime(2026, 3, 1, 9, minute, tzinfo=dt.timezone.utc))
-    folder = tmp_path / f"work-{minute}-{time.monotonic_ns()}"
-    folder.mkdir()
-    files = {}
-    for kind, data in post.files.items():
-        files[kind] = folder / f"{kind}.{ {'snapshot': 'jpg', 'clip': 'mp4', 'sidecar': 'json'}[kind]}"
-        files[kind].write_bytes(data)
-    assert outbox.add(post.event, files)
+    queue_in_outbox(outbox, post, tmp_path / f"work-{minute}-{time.monotonic_ns()}")
     return post
 
 

@@ -36,6 +36,17 @@ def post_batch(client, headers, posts, events: str | None = None, parts: list | 
     return client.post("/api/v1/events/batch", data={"events": body}, files=files + (parts or []), headers=headers)
 
 
+def queue_in_outbox(outbox, post, folder) -> None:
+    """Write ``post``'s files (conftest's EventPost) into the new folder ``folder`` and queue the event in
+    the worker's ``outbox``, as a camera pipeline does."""
+    folder.mkdir(parents=True)
+    files = {}
+    for kind, data in post.files.items():
+        files[kind] = folder / f"{kind}.{ {'snapshot': 'jpg', 'clip': 'mp4', 'sidecar': 'json', 'crop': 'jpg'}[kind]}"
+        files[kind].write_bytes(data)
+    assert outbox.add(post.event, files)
+
+
 def review(client, headers, violation_id: str, verdict: str = "confirm", reason: str | None = None):
     body = {"verdict": verdict, **({"reason": reason} if reason else {})}
     return client.post(f"/api/v1/events/{violation_id}/review", json=body, headers=headers)
