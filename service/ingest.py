@@ -294,7 +294,7 @@ def store_event(session: Session, store: ObjectStore, event: ViolationCreate,
                                  content_type=CONTENT_TYPES[upload.kind]))
         connection.execute(insert(EvidenceObject.__table__), evidence)
     except BaseException:
-        _rollback_quietly(session)  # the database may be gone: the cleanup below must still run
+        rollback_quietly(session)  # the database may be gone: the cleanup below must still run
         _discard(staged)
         for key in published:
             try:
@@ -308,19 +308,20 @@ def store_event(session: Session, store: ObjectStore, event: ViolationCreate,
         # The connection broke during COMMIT (the database stopped): the row may or may not have been
         # committed. Deleting the objects could leave a stored row without its evidence, so they stay;
         # the worker retries the same post, which then finds the row (200) or writes the same keys again.
-        _rollback_quietly(session)
+        rollback_quietly(session)
         log.warning("commit of violation %s failed (%s); its evidence objects are kept for the retry",
                     event.id, type(exc.orig or exc).__name__)
         raise
     except BaseException:
-        _rollback_quietly(session)
+        rollback_quietly(session)
         raise
     # The stored row as an object that belongs to no session, with no review yet. Core inserts rather than
     # the ORM's unit of work: the store step of a post took 7.3-8.0 ms of CPU with it, 5.5-5.7 without.
     return Violation(**row, evidence=[EvidenceObject(**values) for values in evidence], review=None), True
 
 
-def _rollback_quietly(session: Session) -> None:
+def rollback_quietly(session: Session) -> None:
+    """Roll back, also when the connection is already lost (the database went away)."""
     try:
         session.rollback()
     except DBAPIError:

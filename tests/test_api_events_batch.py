@@ -189,3 +189,33 @@ def test_extra_fields_or_too_many_files_are_400_and_nothing_stored(client, worke
                            headers=worker)
     assert too_many.status_code == 400 and "Too many files" in too_many.json()["detail"]
     assert violation_count() == 0 and stored_objects() == []
+
+
+def test_store_down_mid_batch_leaves_the_rest_503_and_nothing_of_them_stored(app, client, worker, make_event,
+                                                                            violation_count, stored_objects):
+    from service.errors import IntegrityFailed, StorageError
+    real_stage = app.state.store.stage
+    keys = []
+
+    def failing_stage(key, data, content_type):
+        keys.append(key)
+        if len(keys) == 4:    # the second event's first object
+            raise StorageError(key, "connection refused")
+        return real_stage(key, data, content_type)
+
+    app.state.store.stage = failing_stage
+    posts = several(make_event, 3)
+    results = post_batch(client, worker, posts).json()
+    assert [r["status"] for r in results] == [201, 503, 503]
+    assert "connection refused" in results[1]["detail"] and len(keys) == 4   # the third was not tried
+    assert violation_count() == 1 and len(stored_objects()) == 3
+
+    # an integrity failure is that event's own (500); the others go on
+    def mismatching_stage(key, data, content_type):
+        if "/clip" in key and posts[1].id in key:
+            raise IntegrityFailed(key, "the bytes stored differ from the bytes uploaded")
+        return real_stage(key, data, content_type)
+    app.state.store.stage = mismatching_stage
+    assert [r["status"] for r in post_batch(client, worker, posts).json()] == [200, 500, 201]
+    app.state.store.stage = real_stage
+    assert violation_count() == 2

@@ -15,7 +15,7 @@ from service.auth import Principal
 from service.deps import CurrentKey, SessionDep, SettingsDep, StoreDep, WorkerKey
 from service.errors import CompoundEyeError, InvalidEvent, http_answer
 from service.ingest import (BATCH_MAX_EVENTS, batch_parts, check_uploads, declared_type_problem, parse_batch,
-                            parse_event, store_event)
+                            parse_event, rollback_quietly, store_event)
 from service.models import Violation
 from service.routers.common import load_violation, scope_to_compounds, violation_public, violations_public
 from service.routers.feed import publish_violation
@@ -103,7 +103,8 @@ def _events_field(form: FormData) -> str:
 def _store_batch(session: Session, store: ObjectStore, key: Principal, events: list[ViolationCreate | InvalidEvent],
                  evidence: list[dict[str, FormFile | str]], max_bytes: int) -> tuple[list[EventResult], list[Violation]]:
     """Each event checked and stored on its own (its own transaction), as ``post_event`` would. When the
-    database is unreachable the event and the ones after it get 503 and are not tried."""
+    database or the evidence store is unavailable, the event and the ones after it get 503 and are not
+    tried (each would wait for the same failure)."""
     results: list[EventResult] = []
     stored: list[Violation] = []
     for index, (event, parts) in enumerate(zip(events, evidence)):
@@ -114,20 +115,28 @@ def _store_batch(session: Session, store: ObjectStore, key: Principal, events: l
             results.append(EventResult(index=index, id=event_id, status=exc.status_code, detail=exc.detail))
             continue
         except (OperationalError, InterfaceError, PoolTimeout):
-            session.rollback()
-            results += [EventResult(index=i, id=e.id if isinstance(e, ViolationCreate) else None, status=503,
-                                    detail="database unavailable; retry shortly") for i, e in enumerate(events) if i >= index]
+            rollback_quietly(session)
+            results += _not_tried(events, index, "database unavailable; retry shortly")
             break
         except CompoundEyeError as exc:
             answer = http_answer(exc)
             if answer is None:
                 raise
+            if answer[0] == 503:  # the evidence store is unavailable: the next events would wait on it too
+                results += _not_tried(events, index, answer[1])
+                break
             results.append(EventResult(index=index, id=event_id, status=answer[0], detail=answer[1]))
             continue
         results.append(EventResult(index=index, id=event_id, status=201 if created else 200))
         if created:
             stored.append(violation)
     return results, stored
+
+
+def _not_tried(events: list[ViolationCreate | InvalidEvent], first: int, detail: str) -> list[EventResult]:
+    """503 with ``detail`` for the events from ``first`` on: not stored now, to be sent again."""
+    return [EventResult(index=i, id=event.id if isinstance(event, ViolationCreate) else None, status=503,
+                        detail=detail) for i, event in enumerate(events) if i >= first]
 
 
 def _store_one(session: Session, store: ObjectStore, key: Principal, index: int, event: ViolationCreate | InvalidEvent,
