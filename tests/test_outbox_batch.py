@@ -4,6 +4,11 @@ posts for an API without the endpoint or a batch refused as a whole (issue 11)."
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
+import socket
+import struct
+import threading
 import time
 from collections import Counter
 
@@ -154,3 +159,96 @@ def test_api_unreachable_every_event_of_the_batch_waits_for_a_retry(make_event, 
     assert all(path.exists() for p in pending for path in p.files.values())
     sender.stop(drain_s=0)
     outbox.close()
+
+
+def test_a_batch_over_the_api_upload_limit_falls_back_to_single_posts(served, make_event, tmp_path):
+    """The test API takes 5 MB per upload (plus 1 MB of form): three events of 2.5 MB each fit alone, not together."""
+    outbox = Outbox(tmp_path / "outbox")
+
+    def big_sidecar(post):
+        post.files["sidecar"] = json.dumps({"pad": "x" * (2_500_000)}).encode()
+        post.event["evidence"]["sidecar_sha256"] = hashlib.sha256(post.files["sidecar"]).hexdigest()
+    posts = [queue(outbox, make_event, tmp_path, m, spoil=big_sidecar) for m in range(3)]
+    sender = OutboxSender(outbox, served.url, served.key("worker"))
+    assert sender.run_once() == 3
+    assert served.served.posts == {"/api/v1/events/batch": 1, "/api/v1/events": 3}
+    assert stored_ids(served.app)[0] == sorted(p.id for p in posts)
+    sender.stop(drain_s=0)
+    outbox.close()
+
+
+class CutBatches:
+    """A TCP proxy on loopback in front of the API: a connection whose first request is a batch post is
+    reset before its body is read, without an answer (as a proxy with a body limit may do); every other
+    connection is passed through as it is."""
+
+    def __init__(self, upstream_port: int):
+        self.upstream_port, self.cut = upstream_port, 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn):
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = conn.recv(65536)
+            if not chunk:
+                conn.close()
+                return
+            head += chunk
+        if head.startswith(b"POST /api/v1/events/batch "):
+            self.cut += 1
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))   # reset, not FIN
+            conn.close()
+            return
+        upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+        upstream.sendall(head)
+
+        def pump(source, target):
+            try:
+                while data := source.recv(65536):
+                    target.sendall(data)
+            except OSError:
+                pass
+            finally:
+                for end in (source, target):
+                    try:
+                        end.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+        threading.Thread(target=pump, args=(upstream, conn), daemon=True).start()
+        pump(conn, upstream)
+
+    def close(self):
+        self.listener.close()
+
+
+def test_a_batch_cut_off_on_its_way_is_sent_again_one_by_one(served, make_event, tmp_path, caplog):
+    """The connection is reset while the 7.5 MB batch is still being written: the sender does not wait for
+    a retry of the same batch (which would break off again) but sends the events alone."""
+    proxy = CutBatches(served.port)
+    outbox = Outbox(tmp_path / "outbox")
+
+    def big_sidecar(post):
+        post.files["sidecar"] = json.dumps({"pad": "x" * 2_500_000}).encode()
+        post.event["evidence"]["sidecar_sha256"] = hashlib.sha256(post.files["sidecar"]).hexdigest()
+    posts = [queue(outbox, make_event, tmp_path, m, spoil=big_sidecar) for m in range(3)]
+    sender = OutboxSender(outbox, proxy.url, served.key("worker"))
+    try:
+        with caplog.at_level("WARNING", logger="vision.outbox"):
+            assert sender.run_once() == 3
+    finally:
+        sender.stop(drain_s=0)
+        outbox.close()
+        proxy.close()
+    assert proxy.cut == 1 and any("broke off" in r.message for r in caplog.records)
+    assert served.served.posts == {"/api/v1/events": 3}
+    assert stored_ids(served.app)[0] == sorted(p.id for p in posts)

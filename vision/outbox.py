@@ -170,11 +170,18 @@ class OutboxSender:
                                                         CONTENT_TYPES.get(kind, "application/octet-stream"))))
             resp = self._client.post(self.batch_url, headers={"X-API-Key": self.api_key},
                                      data={"events": json.dumps([item.event for item in items])}, files=handles)
+        except (httpx.WriteError, httpx.ReadError, httpx.RemoteProtocolError) as exc:
+            # the connection broke while the batch was on its way: an API that refuses a body too large
+            # may answer 413 and close before it has read it all. Alone, each event gets its own answer.
+            resp, broken = None, exc
         except (httpx.HTTPError, OSError) as exc:
             return [self._not_sent(item, exc) for item in items]
         finally:
             for _, (_, fh, _) in handles:
                 fh.close()
+        if resp is None:
+            log.warning("batch of %d broke off (%s); sending them one by one", len(items), broken)
+            return [self.send_one(item) for item in items]
         if resp.status_code in (404, 405):
             log.warning("the API has no batch endpoint (HTTP %s); events are sent one by one", resp.status_code)
             self.batch_events = 1
