@@ -163,7 +163,8 @@ def build_card(run: str, onnx: Path, eval_val: dict, eval_test: dict, bench: dic
         "resume_command": f".venv-train/bin/python -m datasets.onnx_warm_start models/{NAME}.onnx var/runs/{NAME}/warm.pt && "
                           f"nohup nice -n 10 .venv-train/bin/python -m datasets.train_merged --name {next_run} --time 2 "
                           f"--imgsz {args.get('imgsz', 320)} --init var/runs/{NAME}/warm.pt{carry} "
-                          f"> var/runs/{NAME}/{next_run}.nohup 2>&1 &",
+                          # its export goes beside the run: the committed model changes only once it is evaluated
+                          f"--out var/runs/{NAME}/{next_run}-export.onnx > var/runs/{NAME}/{next_run}.nohup 2>&1 &",
         "epochs": epochs_done(run_dir),
         "train_seconds": round(train_seconds) if train_seconds else None,
         "wall_seconds": [round(w) for w in wall],
