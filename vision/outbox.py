@@ -131,7 +131,8 @@ class OutboxSender:
     One event due: ``POST {api_url}/api/v1/events``. Several due (a backlog after the API was away, or a
     busy site): ``POST {api_url}/api/v1/events/batch`` with up to ``batch_events`` of them and at most
     ``batch_bytes`` of evidence per request, one result per event. An API without the batch endpoint
-    (404/405), or one that refuses a batch as a whole (413, 422), gets the events one by one."""
+    (404/405) gets single posts from then on; a batch refused as a whole (413, 422) or broken off on its
+    way is sent again one event at a time."""
 
     def __init__(self, outbox: Outbox, api_url: str, api_key: str, timeout_s: float = 30.0, poll_s: float = 0.5,
                  batch_events: int = 20, batch_bytes: int = 8 * 1024 * 1024):
@@ -237,14 +238,14 @@ class OutboxSender:
                 size = 0
             batches[-1].append(item)
             size += item_size
-        return batches
+        return [batch for batch in batches if batch]
 
     def run_once(self, ignore_backoff: bool = False) -> int:
         """Deliver everything due now (or everything pending, when ``ignore_backoff``): several in batch
         requests, one alone in a single post. Returns how many were delivered."""
         items = self.outbox.due(now=float("inf") if ignore_backoff else None, limit=max(20, self.batch_events))
         outcomes = []
-        for batch in filter(None, self.batches(items)):
+        for batch in self.batches(items):
             outcomes += self.send_batch(batch) if len(batch) > 1 else [self.send_one(batch[0])]
         return outcomes.count("delivered")
 
