@@ -46,17 +46,27 @@ def post_event(
     violation_in = parse_event(event)
     key.require("events.post", violation_in.compound_id)
     parts = {"snapshot": snapshot, "clip": clip, "sidecar": sidecar, "crop": crop}
+    violation, created = _check_and_store(session, store, key, violation_in, parts, settings.max_upload_bytes)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+        return violation_public(violation, request)
+    return publish_violation(request, violation_public(violation, request))
+
+
+def _check_and_store(session: Session, store: ObjectStore, key: Principal, event: ViolationCreate,
+                     parts: dict[str, FormFile | None], max_bytes: int) -> tuple[Violation, bool]:
+    """The part of a post after the caller's role in the event's compound is checked, for a single post
+    and for each event of a batch: 415 for a part declared as another type, the uploads checked, the
+    event stored; an existing violation comes back only to a caller with a role in its compound."""
     for kind, part in parts.items():
         if part is not None and (problem := declared_type_problem(kind, part.content_type)):
             raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, problem)
     files = {kind: part.file if part is not None else None for kind, part in parts.items()}
-    uploads = check_uploads(violation_in, files, settings.max_upload_bytes)
-    violation, created = store_event(session, store, violation_in, uploads)
+    uploads = check_uploads(event, files, max_bytes)
+    violation, created = store_event(session, store, event, uploads)
     if not created:
         key.require("events.post", violation.compound_id, what=f"violation with id {violation.id!r}")
-        response.status_code = status.HTTP_200_OK
-        return violation_public(violation, request)
-    return publish_violation(request, violation_public(violation, request))
+    return violation, created
 
 
 REQUIRED_KINDS = ("snapshot", "clip", "sidecar")
@@ -150,14 +160,8 @@ def _store_one(session: Session, store: ObjectStore, key: Principal, index: int,
     for kind, part in parts.items():
         if not isinstance(part, FormFile):
             raise InvalidEvent(f"part {index}.{kind} must be a file")
-        if problem := declared_type_problem(kind, part.content_type):
-            raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, problem)
-    files = {kind: parts[kind].file if kind in parts else None for kind in (*REQUIRED_KINDS, "crop")}
-    uploads = check_uploads(event, files, max_bytes)
-    violation, created = store_event(session, store, event, uploads)
-    if not created:
-        key.require("events.post", violation.compound_id, what=f"violation with id {violation.id!r}")
-    return violation, created
+    files = {kind: parts.get(kind) for kind in (*REQUIRED_KINDS, "crop")}
+    return _check_and_store(session, store, key, event, files, max_bytes)
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
