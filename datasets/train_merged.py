@@ -54,7 +54,8 @@ def setup_logging(run_dir: Path) -> None:
 def train(name: str, data: Path = DATASET / "data.yaml", epochs: int = 100, hours: float | None = None,
           init: str | None = None, imgsz: int = IMGSZ, batch: int = 16, workers: int = 1,
           close_mosaic: int = 5, patience: int = 100, argv: list[str] | None = None,
-          warmup_epochs: float = 3.0, repeat: dict[str, int] | None = None) -> Path:
+          warmup_epochs: float = 3.0, repeat: dict[str, int] | None = None,
+          lr0: float | None = None, optimizer: str | None = None) -> Path:
     """Train (or resume) ``var/runs/compound-v1/<name>``; returns its best.pt.
 
     Resumes from last.pt when the run exists and did not finish; otherwise starts from ``init``
@@ -62,7 +63,10 @@ def train(name: str, data: Path = DATASET / "data.yaml", epochs: int = 100, hour
     fits the epoch count and learning-rate schedule into the budget). ``warmup_epochs`` is
     ultralytics' warm-up (3 by default; a run that continues trained weights wants 0, or the
     warm-up's high bias learning rate undoes the first epochs). ``repeat`` lists each train image
-    of a source that many times per epoch, by its file-name prefix (``{"mot": 3}``).
+    of a source that many times per epoch, by its file-name prefix (``{"mot": 3}``). ``lr0`` and
+    ``optimizer`` are ultralytics' own; unset, ultralytics picks (its "auto": MuSGD at 0.01 when the run
+    has over 10,000 iterations, as a 100-epoch budgeted run here does, so a continued run restarts at
+    the from-scratch rate; a lower ``lr0`` fine-tunes instead).
     """
     offline_environment()
     import torch
@@ -92,6 +96,11 @@ def train(name: str, data: Path = DATASET / "data.yaml", epochs: int = 100, hour
                       warmup_epochs=warmup_epochs)
         if hours:
             kwargs["time"] = hours
+        if optimizer:
+            kwargs["optimizer"] = optimizer
+        if lr0 is not None:
+            kwargs["lr0"] = lr0
+            kwargs.setdefault("optimizer", "MuSGD")   # what "auto" picks here; "auto" ignores lr0
         YOLO(start).train(**kwargs)
     elapsed = time.monotonic() - t0
     history = run_dir / "wall_seconds.json"
@@ -181,6 +190,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="ultralytics warm-up; use 0 when continuing trained weights (--init)")
     parser.add_argument("--repeat", action="append", default=[], metavar="PREFIX=N",
                         help="list each train image of a source N times per epoch, e.g. mot=3")
+    parser.add_argument("--lr0", type=float, default=None,
+                        help="initial learning rate (default: ultralytics' auto choice); "
+                             "implies MuSGD (auto's choice here) unless --optimizer")
+    parser.add_argument("--optimizer", default=None, choices=["SGD", "AdamW", "Adam", "MuSGD"],
+                        help="ultralytics optimizer (default: auto)")
     parser.add_argument("--export-only", action="store_true", help="skip training; export best.pt")
     parser.add_argument("--out", type=Path, default=REPO / "models" / f"{MODEL_NAME}.onnx")
     args = parser.parse_args(argv)
@@ -193,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
         best = run_dir / "weights" / "best.pt"
     else:
         best = train(args.name, args.data.resolve(), args.epochs, args.time, args.init, args.imgsz, args.batch,
-                     args.workers, args.close_mosaic, args.patience, argv, args.warmup_epochs, repeat)
+                     args.workers, args.close_mosaic, args.patience, argv, args.warmup_epochs, repeat,
+                     args.lr0, args.optimizer)
     out = export_onnx(best, args.out, args.imgsz)
     log.info("exported %s from %s (%d epochs)", out, best, epochs_done(run_dir))
     return 0
