@@ -135,13 +135,45 @@ def test_a_batch_over_the_upload_limit_is_413_and_nothing_stored(client, worker,
     assert violation_count() == 0 and stored_objects() == []
 
 
-def test_database_lost_mid_batch_leaves_the_rest_503_for_a_retry(app, client, worker, make_event, monkeypatch,
-                                                                violation_count, stored_objects):
-    """The database goes away after the first event: that one is stored, the others answer 503 (not
-    tried, nothing of them stored) and the same batch sent again stores them."""
+def test_database_lost_during_the_group_insert_leaves_the_batch_503_and_nothing_behind(
+        app, client, worker, make_event, violation_count, stored_objects):
+    """The batch's events are stored in one transaction: when the database goes away after the rows'
+    INSERT and the objects' publishing (at the evidence rows' INSERT), the rows roll back, the objects
+    are removed, every event answers 503, and the same batch sent again stores them all."""
+    from sqlalchemy import event as sa_event
+
+    def lost_at_evidence_insert(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith("INSERT INTO evidence_objects"):
+            raise OperationalError(statement, {}, Exception("server closed the connection unexpectedly"))
+
+    engine = app.state.engine
+    sa_event.listen(engine, "before_cursor_execute", lost_at_evidence_insert)
+    posts = several(make_event, 3)
+    try:
+        results = post_batch(client, worker, posts).json()
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", lost_at_evidence_insert)
+    assert [r["status"] for r in results] == [503, 503, 503]
+    assert [r["id"] for r in results] == [post.id for post in posts]
+    assert violation_count() == 0 and stored_objects() == []
+
+    assert [r["status"] for r in post_batch(client, worker, posts).json()] == [201, 201, 201]
+    assert violation_count() == 3 and len(stored_objects()) == 9
+
+
+def test_after_a_failed_group_the_events_go_one_by_one_and_a_lost_database_stops_them(
+        app, client, worker, make_event, monkeypatch, violation_count, stored_objects):
+    """A group that fails otherwise (here a concurrent post of one of its ids) is stored again one event
+    at a time; when the database goes away after the first, that one is stored and the others answer
+    503 (not tried, nothing of them stored), and the same batch sent again stores them."""
+    from sqlalchemy.exc import IntegrityError
+
     import service.routers.events as events_router
     real_store_event = events_router.store_event
     calls = []
+
+    def concurrent_duplicate(session, store, events):
+        raise IntegrityError("INSERT INTO violations", {}, Exception("UNIQUE constraint failed: violations.id"))
 
     def failing_after_first(session, store, event, uploads):
         calls.append(event.id)
@@ -149,6 +181,7 @@ def test_database_lost_mid_batch_leaves_the_rest_503_for_a_retry(app, client, wo
             raise OperationalError("INSERT", {}, Exception("server closed the connection unexpectedly"))
         return real_store_event(session, store, event, uploads)
 
+    monkeypatch.setattr(events_router, "store_events", concurrent_duplicate)
     monkeypatch.setattr(events_router, "store_event", failing_after_first)
     posts = several(make_event, 3)
     results = post_batch(client, worker, posts).json()
@@ -196,18 +229,20 @@ def test_store_down_mid_batch_leaves_the_rest_503_and_nothing_of_them_stored(app
     from service.errors import IntegrityFailed, StorageError
     real_stage = app.state.store.stage
     keys = []
+    posts = several(make_event, 3)
 
     def failing_stage(key, data, content_type):
         keys.append(key)
-        if len(keys) == 4:    # the second event's first object
+        if posts[1].id in key:    # the store goes away at the second event's first object
             raise StorageError(key, "connection refused")
         return real_stage(key, data, content_type)
 
     app.state.store.stage = failing_stage
-    posts = several(make_event, 3)
     results = post_batch(client, worker, posts).json()
+    # the group fails and leaves nothing; one by one, the first is stored and the third not tried
     assert [r["status"] for r in results] == [201, 503, 503]
-    assert "connection refused" in results[1]["detail"] and len(keys) == 4   # the third was not tried
+    assert "connection refused" in results[1]["detail"]
+    assert not [key for key in keys if posts[2].id in key]
     assert violation_count() == 1 and len(stored_objects()) == 3
 
     # an integrity failure is that event's own (500); the others go on
@@ -219,3 +254,19 @@ def test_store_down_mid_batch_leaves_the_rest_503_and_nothing_of_them_stored(app
     assert [r["status"] for r in post_batch(client, worker, posts).json()] == [200, 500, 201]
     app.state.store.stage = real_stage
     assert violation_count() == 2
+
+
+def test_a_new_camera_claimed_by_two_compounds_in_one_batch_goes_to_the_first(client, make_key, make_event,
+                                                                             violation_count):
+    """The batch's events share one transaction: a camera first seen in it belongs to the first event's
+    compound, and a later event that places it in another compound is refused alone, as a single post
+    would be once the first was stored."""
+    worker = make_key("worker", ["c1", "c2"])
+    first = make_event(compound_id="c1", camera_id="cam-new", start=START)
+    other = make_event(compound_id="c2", camera_id="cam-new", start=START + dt.timedelta(minutes=1))
+    third = make_event(compound_id="c1", camera_id="cam-new", start=START + dt.timedelta(minutes=2))
+    results = post_batch(client, worker, [first, other, third]).json()
+    assert [r["status"] for r in results] == [201, 422, 201]
+    assert results[1]["detail"] == "camera 'cam-new' belongs to compound 'c1', not 'c2'"
+    assert violation_count() == 2
+    assert other.post(client, worker).json()["detail"] == results[1]["detail"]

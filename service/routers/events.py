@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, Request, Response, UploadFile, status
 from sqlalchemy import func, select
-from sqlalchemy.exc import InterfaceError, OperationalError, TimeoutError as PoolTimeout
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile as FormFile
@@ -14,14 +15,15 @@ from starlette.datastructures import FormData, UploadFile as FormFile
 from service.auth import Principal
 from service.deps import CurrentKey, SessionDep, SettingsDep, StoreDep, WorkerKey
 from service.errors import CompoundEyeError, InvalidEvent, http_answer
-from service.ingest import (BATCH_MAX_EVENTS, batch_parts, check_uploads, declared_type_problem, parse_batch,
-                            parse_event, rollback_quietly, store_event)
+from service.ingest import (BATCH_MAX_EVENTS, Upload, batch_parts, check_uploads, declared_type_problem, parse_batch,
+                            parse_event, rollback_quietly, store_event, store_events)
 from service.models import Violation
 from service.routers.common import load_violation, scope_to_compounds, violation_public, violations_public
 from service.routers.feed import publish_violation
 from service.schemas import EventResult, Identifier, ReviewState, ViolationCreate, ViolationList, ViolationPublic
 from service.storage import ObjectStore
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/events", tags=["events"])
 
 ERRORS = {401: {"description": "missing, unknown or revoked API key or token"},
@@ -58,15 +60,19 @@ def _check_and_store(session: Session, store: ObjectStore, key: Principal, event
     """The part of a post after the caller's role in the event's compound is checked, for a single post
     and for each event of a batch: 415 for a part declared as another type, the uploads checked, the
     event stored; an existing violation comes back only to a caller with a role in its compound."""
-    for kind, part in parts.items():
-        if part is not None and (problem := declared_type_problem(kind, part.content_type)):
-            raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, problem)
-    files = {kind: part.file if part is not None else None for kind, part in parts.items()}
-    uploads = check_uploads(event, files, max_bytes)
-    violation, created = store_event(session, store, event, uploads)
+    violation, created = store_event(session, store, event, _checked_uploads(event, parts, max_bytes))
     if not created:
         key.require("events.post", violation.compound_id, what=f"violation with id {violation.id!r}")
     return violation, created
+
+
+def _checked_uploads(event: ViolationCreate, parts: dict[str, FormFile | None], max_bytes: int) -> list[Upload]:
+    """415 for a part declared as another type than its kind's, then the uploads checked and measured."""
+    for kind, part in parts.items():
+        if part is not None and (problem := declared_type_problem(kind, part.content_type)):
+            raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, problem)
+    return check_uploads(event, {kind: part.file if part is not None else None for kind, part in parts.items()},
+                         max_bytes)
 
 
 REQUIRED_KINDS = ("snapshot", "clip", "sidecar")
@@ -112,45 +118,98 @@ def _events_field(form: FormData) -> str:
 
 def _store_batch(session: Session, store: ObjectStore, key: Principal, events: list[ViolationCreate | InvalidEvent],
                  evidence: list[dict[str, FormFile | str]], max_bytes: int) -> tuple[list[EventResult], list[Violation]]:
-    """Each event checked and stored on its own (its own transaction), as ``post_event`` would. When the
-    database or the evidence store is unavailable, the event and the ones after it get 503 and are not
-    tried (each would wait for the same failure)."""
-    results: list[EventResult] = []
-    stored: list[Violation] = []
+    """Each event checked as ``post_event`` would (role, parts, uploads), then the accepted ones stored
+    together in one transaction (``store_events``). When the database is unavailable they all get 503
+    (nothing of them stored; retry). When the group fails otherwise (the evidence store, an integrity
+    check, a concurrent post of the same id) nothing of it is left and the events are stored one by one,
+    each in its own transaction, so that the failure is that one event's answer."""
+    results: dict[int, EventResult] = {}
+    ready: list[tuple[int, ViolationCreate, list[Upload]]] = []
     for index, (event, parts) in enumerate(zip(events, evidence)):
-        event_id = event.id if isinstance(event, ViolationCreate) else None
         try:
-            violation, created = _store_one(session, store, key, index, event, parts, max_bytes)
+            ready.append((index, event, _check_one(key, index, event, parts, max_bytes)))
         except HTTPException as exc:
-            results.append(EventResult(index=index, id=event_id, status=exc.status_code, detail=exc.detail))
-            continue
+            results[index] = _result(index, event, exc.status_code, exc.detail)
+        except CompoundEyeError as exc:
+            answer = http_answer(exc)
+            if answer is None:
+                raise
+            results[index] = _result(index, event, *answer)
+    stored: list[Violation] = []
+    if ready:
+        try:
+            outcomes = store_events(session, store, [(event, uploads) for _, event, uploads in ready])
         except (OperationalError, InterfaceError, PoolTimeout):
             rollback_quietly(session)
-            results += _not_tried(events, index, "database unavailable; retry shortly")
+            outcomes = None
+            for index, event, _ in ready:
+                results[index] = _result(index, event, 503, "database unavailable; retry shortly")
+        except (CompoundEyeError, IntegrityError) as exc:
+            log.info("batch of %d stored one by one after %s: %s", len(ready), type(exc).__name__, exc)
+            outcomes = None
+            stored = _store_each(session, store, key, ready, results)
+        if outcomes:
+            for (index, event, _), outcome in zip(ready, outcomes):
+                results[index] = _outcome(key, index, event, outcome)
+                if results[index].status == 201:
+                    stored.append(outcome[0])
+    return [results[index] for index in sorted(results)], stored
+
+
+def _store_each(session: Session, store: ObjectStore, key: Principal,
+                ready: list[tuple[int, ViolationCreate, list[Upload]]], results: dict[int, EventResult]) -> list[Violation]:
+    """The checked events stored one at a time, each in its own transaction; their results go into
+    ``results``. When the database or the evidence store is unavailable, the event and the ones after
+    it get 503 and are not tried (each would wait for the same failure). Returns the new violations."""
+    stored: list[Violation] = []
+    for position, (index, event, uploads) in enumerate(ready):
+        try:
+            outcome = store_event(session, store, event, uploads)
+        except (OperationalError, InterfaceError, PoolTimeout):
+            rollback_quietly(session)
+            for later, later_event, _ in ready[position:]:
+                results[later] = _result(later, later_event, 503, "database unavailable; retry shortly")
             break
         except CompoundEyeError as exc:
             answer = http_answer(exc)
             if answer is None:
                 raise
             if answer[0] == 503:  # the evidence store is unavailable: the next events would wait on it too
-                results += _not_tried(events, index, answer[1])
+                for later, later_event, _ in ready[position:]:
+                    results[later] = _result(later, later_event, *answer)
                 break
-            results.append(EventResult(index=index, id=event_id, status=answer[0], detail=answer[1]))
+            results[index] = _result(index, event, *answer)
             continue
-        results.append(EventResult(index=index, id=event_id, status=201 if created else 200))
-        if created:
-            stored.append(violation)
-    return results, stored
+        results[index] = _outcome(key, index, event, outcome)
+        if results[index].status == 201:
+            stored.append(outcome[0])
+    return stored
 
 
-def _not_tried(events: list[ViolationCreate | InvalidEvent], first: int, detail: str) -> list[EventResult]:
-    """503 with ``detail`` for the events from ``first`` on: not stored now, to be sent again."""
-    return [EventResult(index=i, id=event.id if isinstance(event, ViolationCreate) else None, status=503,
-                        detail=detail) for i, event in enumerate(events) if i >= first]
+def _outcome(key: Principal, index: int, event: ViolationCreate,
+             outcome: tuple[Violation, bool] | InvalidEvent) -> EventResult:
+    """One stored (or refused) event's result; an existing violation is reported only to a caller with a
+    role in its compound, as for a single post."""
+    if isinstance(outcome, InvalidEvent):
+        return _result(index, event, *http_answer(outcome))
+    violation, created = outcome
+    if not created:
+        try:
+            key.require("events.post", violation.compound_id, what=f"violation with id {violation.id!r}")
+        except HTTPException as exc:
+            return _result(index, event, exc.status_code, exc.detail)
+    return _result(index, event, 201 if created else 200)
 
 
-def _store_one(session: Session, store: ObjectStore, key: Principal, index: int, event: ViolationCreate | InvalidEvent,
-               parts: dict[str, FormFile | str], max_bytes: int) -> tuple[Violation, bool]:
+def _result(index: int, event: ViolationCreate | InvalidEvent, status_code: int, detail=None) -> EventResult:
+    return EventResult(index=index, id=event.id if isinstance(event, ViolationCreate) else None, status=status_code,
+                       detail=detail)
+
+
+def _check_one(key: Principal, index: int, event: ViolationCreate | InvalidEvent, parts: dict[str, FormFile | str],
+               max_bytes: int) -> list[Upload]:
+    """One event of a batch checked as a single post of it would be, up to the store: the caller's role in
+    its compound, its parts present and files, their declared types, the uploads. Returns them measured."""
     if isinstance(event, InvalidEvent):
         raise event
     key.require("events.post", event.compound_id)
@@ -160,8 +219,7 @@ def _store_one(session: Session, store: ObjectStore, key: Principal, index: int,
     for kind, part in parts.items():
         if not isinstance(part, FormFile):
             raise InvalidEvent(f"part {index}.{kind} must be a file")
-    files = {kind: parts.get(kind) for kind in (*REQUIRED_KINDS, "crop")}
-    return _check_and_store(session, store, key, event, files, max_bytes)
+    return _checked_uploads(event, {kind: parts.get(kind) for kind in (*REQUIRED_KINDS, "crop")}, max_bytes)
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
