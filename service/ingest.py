@@ -235,15 +235,18 @@ def _violation_row(event: ViolationCreate) -> dict:
         review_state="unreviewed", created_at=utcnow())
 
 
+def _key(event: ViolationCreate, upload: Upload) -> str:
+    return evidence_key(event.compound_id, event.camera_id, event.start_time, event.id, upload.kind,
+                        EXTENSIONS[upload.kind])
+
+
 def _stage(store: ObjectStore, event: ViolationCreate, uploads: list[Upload]) -> list[StagedObject]:
     """Every upload written to the store but not yet visible (on a local store: fsynced hidden files)."""
     staged: list[StagedObject] = []
     try:
         for upload in uploads:
-            key = evidence_key(event.compound_id, event.camera_id, event.start_time, event.id,
-                               upload.kind, EXTENSIONS[upload.kind])
             upload.file.seek(0)
-            staged.append(store.stage(key, upload.file, CONTENT_TYPES[upload.kind]))
+            staged.append(store.stage(_key(event, upload), upload.file, CONTENT_TYPES[upload.kind]))
     except BaseException:
         _discard(staged)
         raise
@@ -362,9 +365,15 @@ def store_events(session: Session, store: ObjectStore,
     staged: dict[int, list[StagedObject]] = {}
     published: list[str] = []
     try:
+        items, owner = [], []
         for index in first.values():
             event, uploads = events[index]
-            staged[index] = _stage(store, event, uploads)
+            for upload in uploads:
+                upload.file.seek(0)
+                items.append((_key(event, upload), upload.file, CONTENT_TYPES[upload.kind]))
+                owner.append(index)
+        for index, obj in zip(owner, store.stage_many(items) if items else []):
+            staged.setdefault(index, []).append(obj)
         rows = {index: _violation_row(events[index][0]) for index in first.values()}
         if rows:
             connection.execute(insert(Violation.__table__), list(rows.values()))

@@ -7,12 +7,14 @@ Library and OS errors leave this module as :class:`StorageError` with the cause 
 """
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
 import hashlib
 import io
 import os
 import re
 import secrets
+import sys
 from pathlib import Path
 from typing import BinaryIO, Iterator, Protocol
 
@@ -64,6 +66,21 @@ def evidence_key(compound_id: str, camera_id: str, start_time: dt.datetime, viol
     return check_key(f"{compound_id}/{camera_id}/{day}/{violation_id}/{kind}.{ext}")
 
 
+def _load_syncfs():
+    """libc's ``syncfs(fd)`` (Linux): flush one file system's dirty data and wait for it."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    function.argtypes, function.restype = [ctypes.c_int], ctypes.c_int
+    return function
+
+
+_syncfs = _load_syncfs()
+
+
 class ObjectStore(Protocol):
     """Where evidence bytes live. Keys are checked with :func:`check_key`; errors are :class:`StorageError`."""
 
@@ -76,6 +93,10 @@ class ObjectStore(Protocol):
         part of a put (a local store writes and fsyncs a hidden file), done before the caller takes a
         lock. :meth:`StagedObject.publish` then puts it under ``key``; :meth:`StagedObject.discard`
         drops it. Nothing is visible under ``key`` until it is published."""
+
+    def stage_many(self, items: list[tuple[str, bytes | BinaryIO, str]]) -> list[StagedObject]:
+        """:meth:`stage` for several ``(key, data, content_type)`` at once, made durable together where
+        the store can do that more cheaply; all or nothing (on a failure none stays staged)."""
 
     def open_range(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         """Chunks of bytes ``start..end`` (both inclusive; ``end=None`` means to the last byte).
@@ -150,6 +171,26 @@ class LocalStore:
     def stage(self, key: str, data: bytes | BinaryIO, content_type: str) -> _LocalStaged:
         """Write ``data`` to a hidden temporary file beside the object's path and fsync it; publishing
         is then a rename, so the fsync (about 10 ms on a disk) is paid before any lock the caller takes."""
+        return self._write(key, data, sync=True)
+
+    def stage_many(self, items: list[tuple[str, bytes | BinaryIO, str]]) -> list[_LocalStaged]:
+        """Stage several objects (``(key, data, content_type)`` each) and make them durable together:
+        the files are written, then flushed to the disk by one ``syncfs`` of the store's file system
+        (Linux) instead of an fsync each, which is one journal commit instead of one per file. Without
+        ``syncfs`` each file is fsynced. All or nothing: on a failure the staged files are removed and
+        :class:`StorageError` is raised."""
+        staged: list[_LocalStaged] = []
+        try:
+            for key, data, _ in items:
+                staged.append(self._write(key, data, sync=False))
+            self._sync(staged)
+        except BaseException:
+            for obj in staged:
+                obj.discard()
+            raise
+        return staged
+
+    def _write(self, key: str, data: bytes | BinaryIO, sync: bool) -> _LocalStaged:
         path = self._path(key)
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
         reader = _HashingReader(_as_stream(data))
@@ -159,11 +200,37 @@ class LocalStore:
                 while chunk := reader.read(CHUNK):
                     out.write(chunk)
                 out.flush()
-                os.fsync(out.fileno())
+                if sync:
+                    os.fsync(out.fileno())
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:   # e.g. ENOTDIR: a file where a folder of the key must be; nothing was written
+                pass
             raise StorageError(key, f"cannot write {path}: {exc.strerror or exc}") from exc
         return _LocalStaged(key, tmp, path, reader.sha256.hexdigest(), reader.size)
+
+    def _sync(self, staged: list[_LocalStaged]) -> None:
+        """Flush ``staged`` hidden files to the disk: one ``syncfs`` when there are several and the
+        platform has it, else an fsync each."""
+        if len(staged) > 1 and _syncfs is not None:
+            fd = os.open(self.root, os.O_RDONLY)
+            try:
+                if _syncfs(fd) != 0:
+                    err = ctypes.get_errno()
+                    raise StorageError(staged[0].key, f"cannot flush {self.root}: {os.strerror(err)}")
+            finally:
+                os.close(fd)
+            return
+        for obj in staged:
+            try:
+                fd = os.open(obj.tmp, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            except OSError as exc:
+                raise StorageError(obj.key, f"cannot write {obj.path}: {exc.strerror or exc}") from exc
 
     def open_range(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         path = self._path(key)
@@ -324,6 +391,9 @@ class S3Store:
 
     def stage(self, key: str, data: bytes | BinaryIO, content_type: str) -> _S3Staged:
         return _S3Staged(self, key, data, content_type)
+
+    def stage_many(self, items: list[tuple[str, bytes | BinaryIO, str]]) -> list[_S3Staged]:
+        return [self.stage(key, data, content_type) for key, data, content_type in items]
 
     def open_range(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         length = 0 if end is None else end - start + 1  # 0 means "to the end" for minio

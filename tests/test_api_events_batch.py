@@ -20,6 +20,21 @@ def several(make_event, n, **kwargs):
     return [make_event(start=START + dt.timedelta(minutes=i), **kwargs) for i in range(n)]
 
 
+def staging_each(stage):
+    """A store's ``stage_many`` made of ``stage`` (a faulty one in a test): all or nothing, as the real one."""
+    def stage_many(items):
+        staged = []
+        try:
+            for key, data, content_type in items:
+                staged.append(stage(key, data, content_type))
+        except BaseException:
+            for obj in staged:
+                obj.discard()
+            raise
+        return staged
+    return stage_many
+
+
 def test_batch_stores_each_event_once_and_a_second_send_finds_them(client, worker, make_event, stored_objects,
                                                                    violation_count):
     posts = several(make_event, 3)
@@ -238,6 +253,7 @@ def test_store_down_mid_batch_leaves_the_rest_503_and_nothing_of_them_stored(app
         return real_stage(key, data, content_type)
 
     app.state.store.stage = failing_stage
+    app.state.store.stage_many = staging_each(failing_stage)
     results = post_batch(client, worker, posts).json()
     # the group fails and leaves nothing; one by one, the first is stored and the third not tried
     assert [r["status"] for r in results] == [201, 503, 503]
@@ -251,8 +267,10 @@ def test_store_down_mid_batch_leaves_the_rest_503_and_nothing_of_them_stored(app
             raise IntegrityFailed(key, "the bytes stored differ from the bytes uploaded")
         return real_stage(key, data, content_type)
     app.state.store.stage = mismatching_stage
+    app.state.store.stage_many = staging_each(mismatching_stage)
     assert [r["status"] for r in post_batch(client, worker, posts).json()] == [200, 500, 201]
     app.state.store.stage = real_stage
+    del app.state.store.stage_many
     assert violation_count() == 2
 
 

@@ -67,6 +67,33 @@ def test_stream_upload_from_current_position(store):
     assert _read(store, "k.bin") == b"payload"
 
 
+def test_stage_many_is_invisible_until_published_and_all_or_nothing(store):
+    items = [(f"c1/cam1/ev{i}/snapshot.jpg", io.BytesIO(b"jpeg %d" % i), "image/jpeg") for i in range(3)]
+    staged = store.stage_many(items)
+    assert [obj.key for obj in staged] == [key for key, _, _ in items]
+    assert not any(store.exists(key) for key, _, _ in items)
+    for i, obj in enumerate(staged):
+        assert obj.publish() == (hashlib.sha256(b"jpeg %d" % i).hexdigest(), len(b"jpeg %d" % i))
+        assert _read(store, obj.key) == b"jpeg %d" % i
+    bad = [("c1/cam1/ev9/snapshot.jpg", b"fine", "image/jpeg"), ("c1/../etc/passwd", b"no", "image/jpeg")]
+    with pytest.raises(InvalidObjectKey):
+        for obj in store.stage_many(bad):   # S3 checks a key when the object is published
+            obj.publish()
+    assert not store.exists("c1/cam1/ev9/snapshot.jpg") or isinstance(store, S3Store)
+
+
+def test_local_stage_many_leaves_no_hidden_file_when_a_write_fails(tmp_path):
+    store = LocalStore(tmp_path / "store")
+    (tmp_path / "store" / "c1").mkdir()
+    (tmp_path / "store" / "c1" / "cam2").write_bytes(b"a file where a folder must go")
+    items = [("c1/cam1/ev1/snapshot.jpg", b"one", "image/jpeg"),
+             ("c1/cam1/ev1/clip.mp4", b"two", "video/mp4"),
+             ("c1/cam2/ev2/snapshot.jpg", b"three", "image/jpeg")]
+    with pytest.raises(StorageError, match="c1/cam2/ev2/snapshot.jpg"):
+        store.stage_many(items)
+    assert [p.name for p in (tmp_path / "store").rglob("*") if p.is_file()] == ["cam2"]
+
+
 @pytest.mark.parametrize("key", ESCAPES)
 def test_key_escapes_are_refused(store, key):
     for call in (lambda: store.put(key, b"x", "text/plain"), lambda: store.open_range(key),

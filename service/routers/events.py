@@ -157,7 +157,8 @@ def _store_batch(session: Session, store: ObjectStore, key: Principal, events: l
 
 
 def _store_each(session: Session, store: ObjectStore, key: Principal,
-                ready: list[tuple[int, ViolationCreate, list[Upload]]], results: dict[int, EventResult]) -> list[Violation]:
+                ready: list[tuple[int, ViolationCreate, list[Upload]]],
+                results: dict[int, EventResult]) -> list[Violation]:
     """The checked events stored one at a time, each in its own transaction; their results go into
     ``results``. When the database or the evidence store is unavailable, the event and the ones after
     it get 503 and are not tried (each would wait for the same failure). Returns the new violations."""
