@@ -82,6 +82,30 @@ def test_stage_many_is_invisible_until_published_and_all_or_nothing(store):
     assert not store.exists("c1/cam1/ev9/snapshot.jpg") or isinstance(store, S3Store)
 
 
+@pytest.mark.parametrize("syncfs", ["libc", "none"])
+def test_local_stage_many_flushes_with_syncfs_or_an_fsync_each(tmp_path, monkeypatch, syncfs):
+    """One ``syncfs`` for the batch where libc has it; an ``fsync`` of each file where it does not."""
+    import os
+
+    import service.storage as storage
+    calls = []
+    if syncfs == "none":
+        monkeypatch.setattr(storage, "_syncfs", None)
+    else:
+        assert storage._syncfs is not None   # Linux
+        real = storage._syncfs
+        monkeypatch.setattr(storage, "_syncfs", lambda fd: (calls.append("syncfs"), real(fd))[1])
+    real_fsync = os.fsync
+    monkeypatch.setattr(storage.os, "fsync", lambda fd: (calls.append("fsync"), real_fsync(fd))[1])
+    store = LocalStore(tmp_path / "store")
+    staged = store.stage_many([(f"c1/cam1/ev1/{name}", name.encode(), "application/octet-stream")
+                               for name in ("snapshot.jpg", "clip.mp4", "sidecar.json")])
+    assert calls == (["syncfs"] if syncfs == "libc" else ["fsync"] * 3)
+    for obj in staged:
+        obj.publish()
+    assert _read(store, "c1/cam1/ev1/clip.mp4") == b"clip.mp4"
+
+
 def test_local_stage_many_leaves_no_hidden_file_when_a_write_fails(tmp_path):
     store = LocalStore(tmp_path / "store")
     (tmp_path / "store" / "c1").mkdir()
