@@ -265,10 +265,10 @@ async def _timed(recorder: Recorder, kind: str, connection: HttpConnection, data
 
 
 async def run_load(url: str, worker_key: str, reviewer_key: str, events: int, posters: int, readers: int,
-                   files: dict[str, bytes], batch: int = 1) -> dict:
+                   files: dict[str, bytes], batch: int = 1, reader_pause: float = 0.0) -> dict:
     """Post ``events`` new events from ``posters`` clients (``batch`` per request when above 1) while
-    ``readers`` clients list, read the queue and decide; return the rate, the latencies and the answers
-    by status."""
+    ``readers`` clients list, read the queue and decide, each pausing ``reader_pause`` seconds between
+    rounds (0: without pause, the stress case); return the rate, the latencies and the answers by status."""
     host_port = url.split("://", 1)[1].rstrip("/")
     host, port = host_port.rsplit(":", 1)
     posts = EventPosts(files, host_port, worker_key)
@@ -311,8 +311,10 @@ async def run_load(url: str, worker_key: str, reviewer_key: str, events: int, po
                 await _timed(recorder, "review", connection, http_request(
                     "POST", f"/api/v1/events/{target}/review", host_port,
                     {**reviewer, "Content-Type": "application/json"}, decisions[(i + turn) % 2]))
+                if reader_pause:
+                    await asyncio.sleep(reader_pause)
             else:
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(max(0.05, reader_pause))
         await connection.close()
 
     reader_tasks = [asyncio.create_task(reader(i)) for i in range(readers)]
@@ -361,7 +363,7 @@ def _pg_database(admin_url: str) -> tuple[str, callable]:
 
 
 def bench(database: str, events: int, posters: int, readers: int, server_workers: int,
-          pg_admin_url: str = DEFAULT_PG_ADMIN, batch: int = 1) -> dict:
+          pg_admin_url: str = DEFAULT_PG_ADMIN, batch: int = 1, reader_pause: float = 0.0) -> dict:
     """One run against a fresh database of kind ``database`` ("sqlite" or "postgresql"); returns the figures."""
     work = Path(tempfile.mkdtemp(prefix="ce-load-"))
     drop = None
@@ -396,7 +398,8 @@ def bench(database: str, events: int, posters: int, readers: int, server_workers
             time.sleep(0.2)
         files = evidence_files(work)
         cpu_before, client_before = _server_cpu_s(server.pid), time.process_time()
-        result = asyncio.run(run_load(base, worker_key, reviewer_key, events, posters, readers, files, batch))
+        result = asyncio.run(run_load(base, worker_key, reviewer_key, events, posters, readers, files, batch,
+                                        reader_pause))
         cpu_after, client_cpu_s = _server_cpu_s(server.pid), time.process_time() - client_before
         per_process = sorted((cpu_after[p] - cpu_before.get(p, 0.0) for p in cpu_after), reverse=True)
         server_cpu_s = sum(per_process)
@@ -413,6 +416,7 @@ def bench(database: str, events: int, posters: int, readers: int, server_workers
             objects = session.scalar(select(func.count()).select_from(EvidenceObject))
         engine.dispose()
         return {"database": database, "events": events, "batch": batch, "posters": posters, "readers": readers,
+                "reader_pause_s": reader_pause,
                 "server_workers": server_workers, "evidence_bytes_per_event": sum(map(len, files.values())),
                 **result, "stored_violations": stored, "stored_distinct_ids": distinct, "evidence_objects": objects,
                 "stored_exactly_once": stored == distinct == events and objects == 3 * events,
@@ -437,13 +441,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--readers", type=int, default=20, help="concurrent listing/reviewing clients")
     parser.add_argument("--batch", type=int, default=1,
                         help="events per request: above 1, posters send POST /api/v1/events/batch (at most 50)")
+    parser.add_argument("--reader-pause", type=float, default=0.0, metavar="SECONDS",
+                        help="each reader's pause between rounds of list, queue and review (default 0: without "
+                             "pause, the stress case; a person at a screen takes seconds per decision)")
     parser.add_argument("--server-workers", type=int, default=2, help="uvicorn worker processes")
     parser.add_argument("--pg-admin-url", default=DEFAULT_PG_ADMIN,
                         help="a PostgreSQL URL allowed to CREATE DATABASE (a fresh one is made and dropped)")
     parser.add_argument("--json", action="store_true", help="print JSON only")
     args = parser.parse_args(argv)
     kinds = ["sqlite", "postgresql"] if args.database == "both" else [args.database]
-    results = [bench(kind, args.events, args.posters, args.readers, args.server_workers, args.pg_admin_url, args.batch)
+    results = [bench(kind, args.events, args.posters, args.readers, args.server_workers, args.pg_admin_url, args.batch,
+                     args.reader_pause)
                for kind in kinds]
     if args.json:
         print(json.dumps(results if len(results) > 1 else results[0], indent=2))

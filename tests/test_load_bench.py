@@ -22,3 +22,15 @@ def test_load_bench_batches_on_sqlite():
     assert result["stored_exactly_once"], result
     assert result["events_by_status"] == {"201": 53}
     assert result["requests"]["batch"]["count"] == 6 and "post" not in result["requests"]
+
+
+def test_load_bench_readers_can_pause_between_rounds():
+    """Readers that pause 0.2 s between rounds send fewer requests than the posts take to finish would
+    allow without pause, and still list, read the queue and decide."""
+    result = bench("sqlite", events=40, posters=2, readers=2, server_workers=1, batch=10, reader_pause=0.2)
+    assert result["errors"] == 0 and result["stored_exactly_once"], result
+    assert result["reader_pause_s"] == 0.2
+    rounds = result["requests"]["list"]["count"]
+    assert rounds >= 2 and result["requests"]["queue"]["count"] == rounds
+    # each reader: one round, then at least 0.2 s before the next
+    assert rounds <= 2 * (result["posting_s"] / 0.2 + 2)
