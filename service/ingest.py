@@ -258,6 +258,48 @@ def _discard(staged: list[StagedObject]) -> None:
         obj.discard()
 
 
+def _publish(event: ViolationCreate, uploads: list[Upload], staged: list[StagedObject],
+             published: list[str]) -> list[dict]:
+    """Make an event's staged objects visible (each key added to ``published`` before it is tried) and
+    return its evidence rows; :class:`IntegrityFailed` when what is stored is not what was uploaded."""
+    evidence = []
+    for upload, obj in zip(uploads, staged):
+        published.append(obj.key)
+        sha256, size = obj.publish()
+        if (sha256, size) != (upload.sha256, upload.size):
+            raise IntegrityFailed(obj.key, "the bytes stored differ from the bytes uploaded")
+        evidence.append(dict(violation_id=event.id, kind=upload.kind, key=obj.key, sha256=sha256, size=size,
+                             content_type=CONTENT_TYPES[upload.kind]))
+    return evidence
+
+
+def _undo(session: Session, store: ObjectStore, staged: list[StagedObject], published: list[str]) -> None:
+    """After a failure before COMMIT: roll back, drop the staged objects, delete the published ones."""
+    rollback_quietly(session)  # the database may be gone: the cleanup below must still run
+    _discard(staged)
+    for key in published:
+        try:
+            store.delete(key)
+        except StorageError:
+            log.exception("could not delete evidence object %s after a failed insert", key)
+
+
+def _commit(session: Session, what: str) -> None:
+    try:
+        session.commit()
+    except DBAPIError as exc:
+        # The connection broke during COMMIT (the database stopped): the rows may or may not have been
+        # committed. Deleting the objects could leave a stored row without its evidence, so they stay;
+        # the worker retries the same post, which then finds the row (200) or writes the same keys again.
+        rollback_quietly(session)
+        log.warning("commit of %s failed (%s); its evidence objects are kept for the retry",
+                    what, type(exc.orig or exc).__name__)
+        raise
+    except BaseException:
+        rollback_quietly(session)
+        raise
+
+
 def store_event(session: Session, store: ObjectStore, event: ViolationCreate,
                 uploads: list[Upload]) -> tuple[Violation, bool]:
     """Store a checked event and its evidence; return ``(violation, created)``.
@@ -287,37 +329,12 @@ def store_event(session: Session, store: ObjectStore, event: ViolationCreate,
                 raise
             _discard(staged)  # another post won: its evidence stands, ours was never visible
             return existing, False
-        evidence = []
-        for upload, obj in zip(uploads, staged):
-            published.append(obj.key)
-            sha256, size = obj.publish()
-            if (sha256, size) != (upload.sha256, upload.size):
-                raise IntegrityFailed(obj.key, "the bytes stored differ from the bytes uploaded")
-            evidence.append(dict(violation_id=event.id, kind=upload.kind, key=obj.key, sha256=sha256, size=size,
-                                 content_type=CONTENT_TYPES[upload.kind]))
+        evidence = _publish(event, uploads, staged, published)
         connection.execute(insert(EvidenceObject.__table__), evidence)
     except BaseException:
-        rollback_quietly(session)  # the database may be gone: the cleanup below must still run
-        _discard(staged)
-        for key in published:
-            try:
-                store.delete(key)
-            except StorageError:
-                log.exception("could not delete evidence object %s after a failed insert", key)
+        _undo(session, store, staged, published)
         raise
-    try:
-        session.commit()
-    except DBAPIError as exc:
-        # The connection broke during COMMIT (the database stopped): the row may or may not have been
-        # committed. Deleting the objects could leave a stored row without its evidence, so they stay;
-        # the worker retries the same post, which then finds the row (200) or writes the same keys again.
-        rollback_quietly(session)
-        log.warning("commit of violation %s failed (%s); its evidence objects are kept for the retry",
-                    event.id, type(exc.orig or exc).__name__)
-        raise
-    except BaseException:
-        rollback_quietly(session)
-        raise
+    _commit(session, f"violation {event.id}")
     # The stored row as an object that belongs to no session, with no review yet. Core inserts rather than
     # the ORM's unit of work: the store step of a post took 7.3-8.0 ms of CPU with it, 5.5-5.7 without.
     return Violation(**row, evidence=[EvidenceObject(**values) for values in evidence], review=None), True
@@ -377,39 +394,14 @@ def store_events(session: Session, store: ObjectStore,
         rows = {index: _violation_row(events[index][0]) for index in first.values()}
         if rows:
             connection.execute(insert(Violation.__table__), list(rows.values()))
-        evidence: dict[int, list[dict]] = {}
-        for index, objects in staged.items():
-            event, uploads = events[index]
-            evidence[index] = []
-            for upload, obj in zip(uploads, objects):
-                published.append(obj.key)
-                sha256, size = obj.publish()
-                if (sha256, size) != (upload.sha256, upload.size):
-                    raise IntegrityFailed(obj.key, "the bytes stored differ from the bytes uploaded")
-                evidence[index].append(dict(violation_id=event.id, kind=upload.kind, key=obj.key, sha256=sha256,
-                                            size=size, content_type=CONTENT_TYPES[upload.kind]))
+        evidence = {index: _publish(events[index][0], events[index][1], objects, published)
+                    for index, objects in staged.items()}
         if evidence:
             connection.execute(insert(EvidenceObject.__table__), [row for each in evidence.values() for row in each])
     except BaseException:
-        rollback_quietly(session)
-        for objects in staged.values():
-            _discard(objects)
-        for key in published:
-            try:
-                store.delete(key)
-            except StorageError:
-                log.exception("could not delete evidence object %s after a failed group insert", key)
+        _undo(session, store, [obj for objects in staged.values() for obj in objects], published)
         raise
-    try:
-        session.commit()
-    except DBAPIError as exc:
-        rollback_quietly(session)   # as in store_event: the rows may be committed, so the objects stay
-        log.warning("commit of %d violations failed (%s); their evidence objects are kept for the retry",
-                    len(rows), type(exc.orig or exc).__name__)
-        raise
-    except BaseException:
-        rollback_quietly(session)
-        raise
+    _commit(session, f"{len(rows)} violations")
     created = {index: Violation(**rows[index], evidence=[EvidenceObject(**values) for values in evidence[index]],
                                 review=None) for index in rows}
     by_id = {events[index][0].id: violation for index, violation in created.items()}
