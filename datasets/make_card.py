@@ -150,9 +150,12 @@ def build_card(run: str, onnx: Path, eval_val: dict, eval_test: dict, bench: dic
     command = (run_dir / "command.txt").read_text().strip() if (run_dir / "command.txt").exists() else None
     numbered = re.fullmatch(r"r(\d+)", run)
     next_run = f"r{int(numbered.group(1)) + 1}" if numbered else f"{run}-next"
-    # the next run continues trained weights: no warm-up, and the same per-source repeats as this one
+    # the next run continues trained weights: no warm-up, and the same per-source repeats, learning rate
+    # and optimizer as this one
     repeats = re.findall(r"--repeat[ =](\S+)", command or "")
     carry = " --warmup-epochs 0" + "".join(f" --repeat {r}" for r in repeats)
+    carry += "".join(f" {flag} {value}" for flag in ("--lr0", "--optimizer")
+                     for value in re.findall(rf"{flag}[ =](\S+)", command or "")[-1:])
     training = {
         "data": f"datasets/{NAME}.yaml, built by `.venv/bin/python -m datasets.build_merged` into var/datasets/{NAME}",
         "sources": data,
