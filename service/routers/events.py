@@ -57,9 +57,10 @@ def post_event(
 
 def _check_and_store(session: Session, store: ObjectStore, key: Principal, event: ViolationCreate,
                      parts: dict[str, FormFile | None], max_bytes: int) -> tuple[Violation, bool]:
-    """The part of a post after the caller's role in the event's compound is checked, for a single post
-    and for each event of a batch: 415 for a part declared as another type, the uploads checked, the
-    event stored; an existing violation comes back only to a caller with a role in its compound."""
+    """A single post after the caller's role in the event's compound is checked: 415 for a part declared
+    as another type, the uploads checked, the event stored; an existing violation comes back only to a
+    caller with a role in its compound. (A batch checks each event the same way, ``_check_one``, and
+    stores them together.)"""
     violation, created = store_event(session, store, event, _checked_uploads(event, parts, max_bytes))
     if not created:
         key.require("events.post", violation.compound_id, what=f"violation with id {violation.id!r}")
@@ -136,23 +137,22 @@ def _store_batch(session: Session, store: ObjectStore, key: Principal, events: l
                 raise
             results[index] = _result(index, event, *answer)
     stored: list[Violation] = []
-    if ready:
-        try:
-            outcomes = store_events(session, store, [(event, uploads) for _, event, uploads in ready])
-        except (OperationalError, InterfaceError, PoolTimeout):
-            rollback_quietly(session)
-            outcomes = None
-            for index, event, _ in ready:
-                results[index] = _result(index, event, 503, "database unavailable; retry shortly")
-        except (CompoundEyeError, IntegrityError) as exc:
-            log.info("batch of %d stored one by one after %s: %s", len(ready), type(exc).__name__, exc)
-            outcomes = None
-            stored = _store_each(session, store, key, ready, results)
-        if outcomes:
-            for (index, event, _), outcome in zip(ready, outcomes):
-                results[index] = _outcome(key, index, event, outcome)
-                if results[index].status == 201:
-                    stored.append(outcome[0])
+    if not ready:
+        return [results[index] for index in sorted(results)], stored
+    try:
+        outcomes = store_events(session, store, [(event, uploads) for _, event, uploads in ready])
+    except (OperationalError, InterfaceError, PoolTimeout):
+        rollback_quietly(session)
+        for index, event, _ in ready:
+            results[index] = _result(index, event, 503, "database unavailable; retry shortly")
+    except (CompoundEyeError, IntegrityError) as exc:
+        log.info("batch of %d stored one by one after %s: %s", len(ready), type(exc).__name__, exc)
+        stored = _store_each(session, store, key, ready, results)
+    else:
+        for (index, event, _), outcome in zip(ready, outcomes):
+            results[index] = _outcome(key, index, event, outcome)
+            if results[index].status == 201:
+                stored.append(outcome[0])
     return [results[index] for index in sorted(results)], stored
 
 
