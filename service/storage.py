@@ -177,8 +177,9 @@ class LocalStore:
         """Stage several objects (``(key, data, content_type)`` each) and make them durable together:
         the files are written, then flushed to the disk by one ``syncfs`` of the store's file system
         (Linux) instead of an fsync each, which is one journal commit instead of one per file. Without
-        ``syncfs`` each file is fsynced. All or nothing: on a failure the staged files are removed and
-        :class:`StorageError` is raised."""
+        ``syncfs`` each file is fsynced. (``syncfs`` reports a failed write-back since Linux 5.8; older
+        kernels return success regardless, as ``sync`` does.) All or nothing: on a failure the staged
+        files are removed and :class:`StorageError` is raised."""
         staged: list[_LocalStaged] = []
         try:
             for key, data, _ in items:
