@@ -30,7 +30,9 @@ stamp_of() { cat pyproject.toml "$0" | sha256sum | cut -c1-16; }
 if [ ! -x .venv/bin/python ]; then "$PY" -m venv .venv; fi
 if [ "$(cat .venv/.stamp 2>/dev/null)" != "$(stamp_of)" ]; then
   echo "setup: installing Python packages into .venv"
-  .venv/bin/pip install -q --disable-pip-version-check -U pip 2>&1 | grep -v "^WARNING: Location" || true
+  # setuptools too: the one python3.11 -m venv puts in is 65.5.0, with known advisories (CVE-2022-40897,
+  # CVE-2024-6345, CVE-2025-47273; fixed by 78.1.1)
+  .venv/bin/pip install -q --disable-pip-version-check -U pip "setuptools>=78.1.1" 2>&1 | grep -v "^WARNING: Location" || true
   .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" || true
   .venv/bin/python -c 'import vision, service, cv2, av, onnxruntime, fastapi' 
   stamp_of > .venv/.stamp
