@@ -382,14 +382,14 @@ def store_events(session: Session, store: ObjectStore,
     staged: dict[int, list[StagedObject]] = {}
     published: list[str] = []
     try:
-        items, owner = [], []
+        items, item_event = [], []   # what stage_many gets, and the index of the event each item is of
         for index in first.values():
             event, uploads = events[index]
             for upload in uploads:
                 upload.file.seek(0)
                 items.append((_key(event, upload), upload.file, CONTENT_TYPES[upload.kind]))
-                owner.append(index)
-        for index, obj in zip(owner, store.stage_many(items) if items else []):
+                item_event.append(index)
+        for index, obj in zip(item_event, store.stage_many(items) if items else []):
             staged.setdefault(index, []).append(obj)
         rows = {index: _violation_row(events[index][0]) for index in first.values()}
         if rows:
@@ -405,11 +405,9 @@ def store_events(session: Session, store: ObjectStore,
     created = {index: Violation(**rows[index], evidence=[EvidenceObject(**values) for values in evidence[index]],
                                 review=None) for index in rows}
     by_id = {events[index][0].id: violation for index, violation in created.items()}
-    missing = [event.id for index, (event, _) in enumerate(events)
-               if outcomes[index] is None and index not in created and event.id not in by_id]
-    if missing:   # stored before this request
+    if existing:   # stored before this request
         by_id.update({violation.id: violation for violation in
-                      session.scalars(select(Violation).where(Violation.id.in_(missing)))})
+                      session.scalars(select(Violation).where(Violation.id.in_(existing)))})
     for index, (event, _) in enumerate(events):
         if outcomes[index] is None:
             outcomes[index] = (created[index], True) if index in created else (by_id[event.id], False)
