@@ -14,7 +14,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError, TimeoutError as Poo
 
 from service.catalog import register_site
 from service.login_throttle import LoginThrottle
-from service.db import make_engine, session_factory, upgrade
+from service.db import make_engine, session_factory, statistics_warning, upgrade
 from service.errors import AlreadyReviewed, Conflict, InvalidEvent, StorageError, UploadTooLarge, http_answer
 from service.live import LiveHub
 from service.routers import events, evidence, feed, health, reviews
@@ -68,6 +68,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.migrate_on_startup:
         upgrade(settings.database_url)
     engine = make_engine(settings.database_url)
+    if warning := statistics_warning(engine):
+        log.warning(warning)
     sessions = session_factory(engine)
     store = store_from_url(settings)
     site = load_site_config(settings.site_config) if settings.site_config else None

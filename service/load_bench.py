@@ -23,6 +23,13 @@ It prints one JSON object: events per second, p50/p95/p99 latency per kind of re
 by status, the CPU seconds the server processes and the client used (server CPU per request tells how
 many cores a target rate needs), errors (any answer other than 2xx, or 409 on a review, or no answer) and whether the
 database holds exactly the violations posted. Figures depend on the machine; see RELIABILITY.md.
+
+PostgreSQL plans from the statistics that ``ANALYZE`` gathers, and autovacuum runs it once a table has
+changed by 10 % (checking every ``autovacuum_naptime``, 60 s by default). The bench reports the server's
+``autovacuum`` setting; where it is off (the test server here), a table filled from empty is planned
+as if it held a few rows, and a page's evidence is read by a scan of the whole evidence table.
+``--analyze-every S`` has the bench run ``ANALYZE`` every S seconds while it posts, standing in for
+autovacuum on such a server.
 """
 from __future__ import annotations
 
@@ -39,6 +46,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -362,12 +370,71 @@ def _pg_database(admin_url: str) -> tuple[str, callable]:
     return f"{base}/{name}", drop
 
 
+class Analyzer:
+    """Runs ``ANALYZE`` on a PostgreSQL database every ``every`` seconds in a thread until stopped, as
+    autovacuum would on a server that has it on; counts the runs."""
+
+    def __init__(self, url: str, every: float):
+        self.url, self.every, self.runs = url.replace("postgresql+psycopg://", "postgresql://"), every, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="analyze", daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            self.analyze()
+
+    def analyze(self) -> None:
+        import psycopg
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute("ANALYZE")
+        self.runs += 1
+
+    def __enter__(self) -> "Analyzer":
+        if self.every > 0:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+
+def read_latency(base: str, reviewer_key: str, requests: int) -> dict:
+    """Median and p95 of ``requests`` one-at-a-time reads of each listing a reviewer's round makes, in ms:
+    what one request costs at the table's size now, without the load's queueing."""
+    figures = {}
+    with httpx.Client(base_url=base, headers={"X-API-Key": reviewer_key}, timeout=60) as client:
+        for name, path in (("list", "/api/v1/events?limit=50"), ("queue", "/api/v1/review-queue?limit=20")):
+            client.get(path).raise_for_status()
+            times = []
+            for _ in range(requests):
+                started = time.perf_counter()
+                client.get(path).raise_for_status()
+                times.append((time.perf_counter() - started) * 1000)
+            times.sort()
+            figures[name] = {"p50_ms": round(times[len(times) // 2], 1),
+                             "p95_ms": round(times[min(len(times) - 1, int(len(times) * 0.95))], 1)}
+    return figures
+
+
+def _pg_setting(url: str, name: str) -> str:
+    import psycopg
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        return conn.execute(f"SHOW {name}").fetchone()[0]
+
+
 def bench(database: str, events: int, posters: int, readers: int, server_workers: int,
-          pg_admin_url: str = DEFAULT_PG_ADMIN, batch: int = 1, reader_pause: float = 0.0) -> dict:
-    """One run against a fresh database of kind ``database`` ("sqlite" or "postgresql"); returns the figures."""
+          pg_admin_url: str = DEFAULT_PG_ADMIN, batch: int = 1, reader_pause: float = 0.0,
+          analyze_every: float = 0.0, read_after: int = 0) -> dict:
+    """One run against a fresh database of kind ``database`` ("sqlite" or "postgresql"); returns the figures.
+    ``analyze_every`` (PostgreSQL): seconds between the bench's own ``ANALYZE`` runs, 0 for none.
+    ``read_after``: after the load, time that many one-at-a-time reads of each listing (on PostgreSQL
+    twice: as the load left the statistics, then after an ``ANALYZE``)."""
     work = Path(tempfile.mkdtemp(prefix="ce-load-"))
     drop = None
     server = None
+    postgres = {}
     try:
         if database == "sqlite":
             url = f"sqlite:///{work / 'bench.db'}"
@@ -398,8 +465,18 @@ def bench(database: str, events: int, posters: int, readers: int, server_workers
             time.sleep(0.2)
         files = evidence_files(work)
         cpu_before, client_before = _server_cpu_s(server.pid), time.process_time()
-        result = asyncio.run(run_load(base, worker_key, reviewer_key, events, posters, readers, files, batch,
-                                        reader_pause))
+        with Analyzer(url, analyze_every if database == "postgresql" else 0) as analyzer:
+            result = asyncio.run(run_load(base, worker_key, reviewer_key, events, posters, readers, files, batch,
+                                            reader_pause))
+        if database == "postgresql":
+            postgres = {"autovacuum": _pg_setting(url, "autovacuum"), "analyze_every_s": analyze_every,
+                        "analyze_runs": analyzer.runs}
+        if read_after:
+            result["reads_after_load"] = read_latency(base, reviewer_key, read_after)
+            if database == "postgresql":
+                with Analyzer(url, 0) as analyzer:
+                    analyzer.analyze()
+                result["reads_after_analyze"] = read_latency(base, reviewer_key, read_after)
         cpu_after, client_cpu_s = _server_cpu_s(server.pid), time.process_time() - client_before
         per_process = sorted((cpu_after[p] - cpu_before.get(p, 0.0) for p in cpu_after), reverse=True)
         server_cpu_s = sum(per_process)
@@ -416,7 +493,7 @@ def bench(database: str, events: int, posters: int, readers: int, server_workers
             objects = session.scalar(select(func.count()).select_from(EvidenceObject))
         engine.dispose()
         return {"database": database, "events": events, "batch": batch, "posters": posters, "readers": readers,
-                "reader_pause_s": reader_pause,
+                "reader_pause_s": reader_pause, **({"postgresql": postgres} if postgres else {}),
                 "server_workers": server_workers, "evidence_bytes_per_event": sum(map(len, files.values())),
                 **result, "stored_violations": stored, "stored_distinct_ids": distinct, "evidence_objects": objects,
                 "stored_exactly_once": stored == distinct == events and objects == 3 * events,
@@ -444,6 +521,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reader-pause", type=float, default=0.0, metavar="SECONDS",
                         help="each reader's pause between rounds of list, queue and review (default 0: without "
                              "pause, the stress case; a person at a screen takes seconds per decision)")
+    parser.add_argument("--analyze-every", type=float, default=0.0, metavar="SECONDS",
+                        help="PostgreSQL: run ANALYZE every SECONDS while posting, in place of autovacuum where the "
+                             "server has it off (default 0: never)")
+    parser.add_argument("--read-after", type=int, default=0, metavar="N",
+                        help="after the load, time N one-at-a-time reads of the event list and of the review queue "
+                             "(PostgreSQL: also after an ANALYZE)")
     parser.add_argument("--server-workers", type=int, default=2, help="uvicorn worker processes")
     parser.add_argument("--pg-admin-url", default=DEFAULT_PG_ADMIN,
                         help="a PostgreSQL URL allowed to CREATE DATABASE (a fresh one is made and dropped)")
@@ -451,7 +534,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     kinds = ["sqlite", "postgresql"] if args.database == "both" else [args.database]
     results = [bench(kind, args.events, args.posters, args.readers, args.server_workers, args.pg_admin_url, args.batch,
-                     args.reader_pause)
+                     args.reader_pause, args.analyze_every, args.read_after)
                for kind in kinds]
     if args.json:
         print(json.dumps(results if len(results) > 1 else results[0], indent=2))

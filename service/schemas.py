@@ -150,6 +150,8 @@ class ViolationPublic(BaseModel):
 class ViolationList(BaseModel):
     items: list[ViolationPublic]
     total: int
+    total_capped: bool = Field(False, description="the count stopped at max(1000, offset + limit + 1): "
+                               "``total`` is a lower bound (a page shows it as \"1000+\")")
     limit: int
     offset: int
 

@@ -164,3 +164,61 @@ def test_evidence_out_of_scope_404(client, make_key, make_event):
     assert post.post(client, make_key("worker", ["c2"])).status_code == 201
     other = make_key("reviewer", ["c1"])
     assert client.get(f"/api/v1/events/{post.id}/evidence/clip", headers=other).status_code == 404
+
+
+def _insert_violations(app, count: int) -> list[str]:
+    """``count`` unreviewed fire-lane violations of c1/cam1, one a minute from T0, inserted as rows
+    (a listing's count is what is tested, not posting); their ids, oldest first."""
+    from sqlalchemy import insert
+
+    from service.models import Camera, Compound, Violation
+    rows = [dict(id=f"v{n:05d}", rule="fire_lane", compound_id="c1", camera_id="cam1", zone_id="lane",
+                 start_time=T0 + dt.timedelta(minutes=n), last_seen_time=T0 + dt.timedelta(minutes=n),
+                 confidence=0.9, model_version="m", source="live", boxes=[], review_state="unreviewed",
+                 created_at=T0) for n in range(count)]
+    with app.state.sessions() as session:
+        session.execute(insert(Compound.__table__), [dict(id="c1", name="c1")])
+        session.execute(insert(Camera.__table__), [dict(id="cam1", compound_id="c1", name="cam1", created_at=T0)])
+        session.execute(insert(Violation.__table__), rows)
+        session.commit()
+    return [row["id"] for row in rows]
+
+
+def test_listing_counts_up_to_1000_or_the_page_end(app, client, reviewer):
+    ids = _insert_violations(app, 1005)
+    first = client.get("/api/v1/events", params={"limit": 50}, headers=reviewer).json()
+    assert (first["total"], first["total_capped"]) == (1000, True)   # at least 1000: "1000+"
+    assert [item["id"] for item in first["items"]] == ids[::-1][:50]
+    deep = client.get("/api/v1/events", params={"limit": 50, "offset": 980}, headers=reviewer).json()
+    assert (deep["total"], deep["total_capped"]) == (1005, False)    # counted to past the page: exact
+    assert [item["id"] for item in deep["items"]] == ids[::-1][980:]
+    beyond = client.get("/api/v1/events", params={"limit": 50, "offset": 1100}, headers=reviewer).json()
+    assert (beyond["items"], beyond["total"], beyond["total_capped"]) == ([], 1005, False)
+    queue = client.get("/api/v1/review-queue", params={"limit": 20}, headers=reviewer).json()
+    assert (queue["total"], queue["total_capped"]) == (1000, True)
+    assert [item["id"] for item in queue["items"]] == ids[:20]      # oldest first
+    few = client.get("/api/v1/events", params={"rule": "bin_overflow"}, headers=reviewer).json()
+    assert (few["total"], few["total_capped"]) == (0, False)
+
+
+def test_statistics_warning_when_postgresql_has_autovacuum_off(database_url):
+    """The service logs why listings slow down when the server will not keep the planner's statistics."""
+    from sqlalchemy import text
+
+    from service.db import make_engine, statistics_warning
+    engine = make_engine(database_url)
+    try:
+        if engine.dialect.name != "postgresql":
+            assert statistics_warning(engine) is None
+            return
+        with engine.connect() as conn:
+            autovacuum = conn.execute(text("SHOW autovacuum")).scalar()
+        warning = statistics_warning(engine)
+        assert (warning is not None) == (autovacuum == "off")
+        if warning:
+            assert "autovacuum off" in warning and "ANALYZE" in warning
+    finally:
+        engine.dispose()
+    unreachable = make_engine("postgresql://postgres@127.0.0.1:1/none")
+    assert statistics_warning(unreachable) is None   # the health check reports an unreachable server, not this
+    unreachable.dispose()

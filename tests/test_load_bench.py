@@ -34,3 +34,17 @@ def test_load_bench_readers_can_pause_between_rounds():
     assert rounds >= 2 and result["requests"]["queue"]["count"] == rounds
     # each reader: one round, then at least 0.2 s before the next
     assert rounds <= 2 * (result["posting_s"] / 0.2 + 2)
+
+
+def test_load_bench_on_postgresql_reports_autovacuum_analyzes_and_times_reads():
+    """On PostgreSQL the bench says whether the server runs autovacuum, runs its own ANALYZE when asked,
+    and after the load times one-at-a-time reads of both listings, before and after an ANALYZE."""
+    result = bench("postgresql", events=60, posters=2, readers=2, server_workers=1, batch=10,
+                   analyze_every=0.05, read_after=5)
+    assert result["errors"] == 0 and result["stored_exactly_once"], result
+    postgres = result["postgresql"]
+    assert postgres["autovacuum"] in ("on", "off") and postgres["analyze_every_s"] == 0.05
+    assert postgres["analyze_runs"] >= 1
+    for reads in (result["reads_after_load"], result["reads_after_analyze"]):
+        assert set(reads) == {"list", "queue"}
+        assert all(0 < kind["p50_ms"] <= kind["p95_ms"] for kind in reads.values())

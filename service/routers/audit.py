@@ -6,13 +6,13 @@ import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict
-from sqlalchemy import func, select
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
 
 from service.deps import CurrentPrincipal, SessionDep
 from service.models import AuditEntry
 from service.schemas import Identifier
-from service.routers.common import scope_to_compounds
+from service.routers.common import bounded_total, scope_to_compounds
 
 router = APIRouter(tags=["audit"])
 
@@ -35,6 +35,8 @@ class AuditPublic(BaseModel):
 class AuditList(BaseModel):
     items: list[AuditPublic]
     total: int
+    total_capped: bool = Field(False, description="the count stopped at max(1000, offset + limit + 1): "
+                               "``total`` is a lower bound (a page shows it as \"1000+\")")
 
 
 @router.get("/audit", response_model=AuditList,
@@ -52,6 +54,6 @@ def list_audit(principal: CurrentPrincipal, session: SessionDep, compound_id: Id
         query = query.where(AuditEntry.entity == entity)
     if entity_id is not None:
         query = query.where(AuditEntry.entity_id == entity_id)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    total, capped = bounded_total(session, query, offset, limit)
     rows = session.scalars(query.order_by(AuditEntry.id).limit(limit).offset(offset)).all()
-    return AuditList(items=[AuditPublic.model_validate(r) for r in rows], total=total)
+    return AuditList(items=[AuditPublic.model_validate(r) for r in rows], total=total, total_capped=capped)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections import defaultdict
 
 from fastapi import HTTPException, Request, status
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from service.auth import Principal
-from service.models import EvidenceObject, Review, Violation
+from service.models import EVIDENCE_KINDS, EvidenceObject, Review, Violation
 from service.schemas import EvidencePublic, ReviewPublic, ViolationPublic
 
 
@@ -22,6 +22,22 @@ def scope_to_compounds(query: Select, column, principal: Principal, action: str,
         return query.where(column == compound_id)
     readable = principal.compounds_for(action)
     return query if readable is None else query.where(column.in_(sorted(readable)))
+
+
+COUNT_CAP = 1000
+"""A listing counts its matches up to this many (or to the end of the page asked for, when deeper)."""
+
+
+def bounded_total(session: Session, query: Select, offset: int, limit: int) -> tuple[int, bool]:
+    """How many rows ``query`` matches, counted up to ``max(COUNT_CAP, offset + limit + 1)``, and whether
+    the count stopped there (then the total is a lower bound, shown as "1000+").
+
+    An exact ``count(*)`` reads every matching row: 10–15 ms per request at 20,000 violations on
+    PostgreSQL, growing with the table, for a figure a page shows as "(20000)". The bound keeps a
+    listing's cost flat however long the site has run, and a pager still knows whether a next page exists."""
+    cap = max(COUNT_CAP, offset + limit + 1)
+    counted = session.scalar(select(func.count()).select_from(query.order_by(None).limit(cap).subquery())) or 0
+    return counted, counted >= cap
 
 
 def load_violation(session: Session, key: Principal, violation_id: str, action: str = "events.read",
@@ -87,7 +103,11 @@ def violations_public(session: Session, query: Select, request: Request) -> list
         objects = connection.execute(
             select(EvidenceObject.violation_id, EvidenceObject.kind, EvidenceObject.sha256, EvidenceObject.size,
                    EvidenceObject.content_type)
-            .where(EvidenceObject.violation_id.in_(ids)).order_by(EvidenceObject.violation_id, EvidenceObject.kind))
+            # the whole primary key named (every kind): PostgreSQL then reads the 50 ids' rows by its unique
+            # index even without table statistics, where ``violation_id IN (…)`` alone was planned as a scan
+            # of the whole table (9 ms against 1.3 ms at 60,000 objects)
+            .where(EvidenceObject.violation_id.in_(ids), EvidenceObject.kind.in_(EVIDENCE_KINDS))
+            .order_by(EvidenceObject.violation_id, EvidenceObject.kind))
         for obj in objects:
             evidence[obj.violation_id][obj.kind] = EvidencePublic(
                 url=root + template.format(violation_id=obj.violation_id, kind=obj.kind),

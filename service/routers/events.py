@@ -6,7 +6,7 @@ import logging
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, Request, Response, UploadFile, status
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -18,7 +18,7 @@ from service.errors import CompoundEyeError, InvalidEvent, http_answer
 from service.ingest import (BATCH_MAX_EVENTS, Upload, batch_parts, check_uploads, declared_type_problem, parse_batch,
                             parse_event, rollback_quietly, store_event, store_events)
 from service.models import Violation
-from service.routers.common import load_violation, scope_to_compounds, violation_public, violations_public
+from service.routers.common import bounded_total, load_violation, scope_to_compounds, violation_public, violations_public
 from service.routers.feed import publish_violation
 from service.schemas import EventResult, Identifier, ReviewState, ViolationCreate, ViolationList, ViolationPublic
 from service.storage import ObjectStore
@@ -251,9 +251,9 @@ def list_events(
         query = query.where(Violation.start_time >= _utc(since))
     if until is not None:
         query = query.where(Violation.start_time < _utc(until))
-    total = session.scalar(select(func.count()).select_from(query.subquery()))
+    total, capped = bounded_total(session, query, offset, limit)
     page = query.order_by(Violation.start_time.desc(), Violation.id.desc()).limit(limit).offset(offset)
-    return ViolationList(items=violations_public(session, page, request), total=total or 0,
+    return ViolationList(items=violations_public(session, page, request), total=total, total_capped=capped,
                          limit=limit, offset=offset)
 
 

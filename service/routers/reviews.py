@@ -7,11 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select
 
 from service import review_queue
 from service.deps import CurrentPrincipal, SessionDep, SettingsDep
-from service.routers.common import violation_public, violations_public
+from service.routers.common import bounded_total, violation_public, violations_public
 from service.schemas import Identifier, ReviewCreate, ReviewPublic, ViolationList, ViolationPublic
 from service.scorecard import table_for
 
@@ -41,9 +40,9 @@ def get_queue(
         principal.require_any("review")
     query = review_queue.queue_query(principal, compound_id, camera_id, rule, _utc(since), _utc(until),
                                      include_claimed)
-    total = session.scalar(select(func.count()).select_from(query.subquery()))
+    total, capped = bounded_total(session, query, offset, limit)
     return ViolationList(items=violations_public(session, query.limit(limit).offset(offset), request),
-                         total=total or 0, limit=limit, offset=offset)
+                         total=total, total_capped=capped, limit=limit, offset=offset)
 
 
 @router.post("/events/{violation_id}/claim", response_model=ViolationPublic,

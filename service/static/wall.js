@@ -189,7 +189,7 @@
     $("alerts").prepend(alertItem(ev, true));
     $("noalerts").hidden = true;
     state.alerts += 1;
-    state.total = (state.total || 0) + 1; $("count").textContent = `(${state.total})`;
+    state.total = (state.total || 0) + 1; showCount();
     const banner = $("banner");
     banner.textContent = CE.t("wall.new_alert", { rule: CE.rule(ev.rule), camera: CE.cameraName(ev.camera_id) });
     banner.classList.remove("show"); void banner.offsetWidth; banner.classList.add("show");
@@ -197,6 +197,8 @@
     if (tile) { tile.el.classList.remove("alarm"); void tile.el.offsetWidth; tile.el.classList.add("alarm"); }
     beep();
   }
+  // the API counts at most 1000 (more when paging deeper): past that the figure is a lower bound
+  function showCount() { $("count").textContent = `(${state.total}${state.totalCapped ? "+" : ""})`; }
   async function loadAlerts() {
     const { compound, rule } = filters();
     const query = new URLSearchParams({ limit: "30" });
@@ -204,7 +206,7 @@
     const page = await CE.json("/api/v1/events?" + query);
     $("alerts").innerHTML = "";
     for (const ev of page.items) $("alerts").appendChild(alertItem(ev, false));
-    state.total = page.total; $("count").textContent = `(${page.total})`;
+    state.total = page.total; state.totalCapped = page.total_capped; showCount();
     $("noalerts").hidden = page.items.length > 0;
     if (state.feed) state.feed.close();
     const feedQuery = new URLSearchParams(); if (compound) feedQuery.set("compound_id", compound); if (rule) feedQuery.set("rule", rule);
