@@ -181,9 +181,10 @@ class LocalStore:
         kernels return success regardless, as ``sync`` does.) All or nothing: on a failure the staged
         files are removed and :class:`StorageError` is raised."""
         staged: list[_LocalStaged] = []
+        folders: dict[str, Path] = {}
         try:
             for key, data, _ in items:
-                staged.append(self._write(key, data, sync=False))
+                staged.append(self._write(key, data, sync=False, folders=folders))
             self._sync(staged)
         except BaseException:
             for obj in staged:
@@ -191,8 +192,20 @@ class LocalStore:
             raise
         return staged
 
-    def _write(self, key: str, data: bytes | BinaryIO, sync: bool) -> _LocalStaged:
-        path = self._path(key)
+    def _path_in(self, key: str, folders: dict[str, Path]) -> Path:
+        """``_path`` for one of a group of writes: each folder of the group is resolved and checked once
+        (an event's objects share theirs; ``realpath`` walks every part of the key, about 75 µs a file).
+        The last part need not be resolved: the object is written to a new file beside it and renamed
+        over it, and a rename replaces a symlink there instead of following it."""
+        folder, _, name = check_key(key).rpartition("/")
+        parent = folders.get(folder)
+        if parent is None:
+            parent = folders[folder] = self._path(folder) if folder else self.root
+        return parent / name
+
+    def _write(self, key: str, data: bytes | BinaryIO, sync: bool,
+               folders: dict[str, Path] | None = None) -> _LocalStaged:
+        path = self._path(key) if folders is None else self._path_in(key, folders)
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
         reader = _HashingReader(_as_stream(data))
         try:

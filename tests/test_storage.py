@@ -99,6 +99,28 @@ def test_symlink_out_of_the_root_is_refused(store, tmp_path):
     assert list(outside.iterdir()) == []
 
 
+def test_stage_many_refuses_a_folder_symlink_out_of_the_root_and_replaces_a_file_symlink(store, tmp_path):
+    """A group write resolves each folder once: a folder that leads out of the root is refused (nothing
+    written outside); a symlink in place of the object itself is replaced by the object, not followed."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "target").write_bytes(b"keep")
+    os.symlink(outside, store.root / "link")
+    with pytest.raises(InvalidObjectKey):
+        store.stage_many([("ok/a.bin", b"a", "application/octet-stream"),
+                          ("link/x.bin", b"x", "application/octet-stream")])
+    assert sorted(p.name for p in outside.iterdir()) == ["target"]
+    assert list((store.root / "ok").iterdir()) == []   # the group's first file was removed with it
+    (store.root / "ok" / "b.bin").symlink_to(outside / "target")
+    staged = store.stage_many([("ok/b.bin", b"new", "application/octet-stream"),
+                               ("top.bin", b"top", "application/octet-stream")])
+    for obj in staged:
+        obj.publish()
+    assert (outside / "target").read_bytes() == b"keep"
+    assert not (store.root / "ok" / "b.bin").is_symlink() and (store.root / "ok" / "b.bin").read_bytes() == b"new"
+    assert (store.root / "top.bin").read_bytes() == b"top"
+
+
 def test_evidence_key_layout():
     start = dt.datetime(2026, 3, 1, 23, 30, tzinfo=dt.timezone(dt.timedelta(hours=-8)))  # 2 March in UTC
     assert evidence_key("c1", "cam-2", start, VID, "snapshot", "jpg") == f"c1/cam-2/2026/03/02/{VID}/snapshot.jpg"

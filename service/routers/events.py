@@ -15,8 +15,9 @@ from starlette.datastructures import FormData, UploadFile as FormFile
 from service.auth import Principal
 from service.deps import CurrentKey, SessionDep, SettingsDep, StoreDep, WorkerKey
 from service.errors import CompoundEyeError, InvalidEvent, http_answer
-from service.ingest import (BATCH_MAX_EVENTS, Upload, batch_parts, check_uploads, declared_type_problem, parse_batch,
-                            parse_event, rollback_quietly, store_event, store_events)
+from service.ingest import (BATCH_MAX_EVENTS, StoredViolation, Upload, batch_parts, check_uploads,
+                            declared_type_problem, parse_batch, parse_event, rollback_quietly, store_event,
+                            store_events)
 from service.models import Violation
 from service.routers.common import bounded_total, load_violation, scope_to_compounds, violation_public, violations_public
 from service.routers.feed import publish_violation
@@ -56,7 +57,7 @@ def post_event(
 
 
 def _check_and_store(session: Session, store: ObjectStore, key: Principal, event: ViolationCreate,
-                     parts: dict[str, FormFile | None], max_bytes: int) -> tuple[Violation, bool]:
+                     parts: dict[str, FormFile | None], max_bytes: int) -> tuple[StoredViolation, bool]:
     """A single post after the caller's role in the event's compound is checked: 415 for a part declared
     as another type, the uploads checked, the event stored; an existing violation comes back only to a
     caller with a role in its compound. (A batch checks each event the same way, ``_check_one``, and
@@ -118,7 +119,7 @@ def _events_field(form: FormData) -> str:
 
 
 def _store_batch(session: Session, store: ObjectStore, key: Principal, events: list[ViolationCreate | InvalidEvent],
-                 evidence: list[dict[str, FormFile | str]], max_bytes: int) -> tuple[list[EventResult], list[Violation]]:
+                 evidence: list[dict[str, FormFile | str]], max_bytes: int) -> tuple[list[EventResult], list[StoredViolation]]:
     """Each event checked as ``post_event`` would (role, parts, uploads), then the accepted ones stored
     together in one transaction (``store_events``). When the database is unavailable they all get 503
     (nothing of them stored; retry). When the group fails otherwise (the evidence store, an integrity
@@ -136,7 +137,7 @@ def _store_batch(session: Session, store: ObjectStore, key: Principal, events: l
             if answer is None:
                 raise
             results[index] = _result(index, event, *answer)
-    stored: list[Violation] = []
+    stored: list[StoredViolation] = []
     if not ready:
         return [results[index] for index in sorted(results)], stored
     try:
@@ -158,11 +159,11 @@ def _store_batch(session: Session, store: ObjectStore, key: Principal, events: l
 
 def _store_each(session: Session, store: ObjectStore, key: Principal,
                 ready: list[tuple[int, ViolationCreate, list[Upload]]],
-                results: dict[int, EventResult]) -> list[Violation]:
+                results: dict[int, EventResult]) -> list[StoredViolation]:
     """The checked events stored one at a time, each in its own transaction; their results go into
     ``results``. When the database or the evidence store is unavailable, the event and the ones after
     it get 503 and are not tried (each would wait for the same failure). Returns the new violations."""
-    stored: list[Violation] = []
+    stored: list[StoredViolation] = []
     for position, (index, event, uploads) in enumerate(ready):
         try:
             outcome = store_event(session, store, event, uploads)
@@ -188,7 +189,7 @@ def _store_each(session: Session, store: ObjectStore, key: Principal,
 
 
 def _outcome(key: Principal, index: int, event: ViolationCreate,
-             outcome: tuple[Violation, bool] | InvalidEvent) -> EventResult:
+             outcome: tuple[StoredViolation, bool] | InvalidEvent) -> EventResult:
     """One stored (or refused) event's result; an existing violation is reported only to a caller with a
     role in its compound, as for a single post."""
     if isinstance(outcome, InvalidEvent):
