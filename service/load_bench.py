@@ -37,6 +37,7 @@ import argparse
 import asyncio
 import datetime as dt
 import hashlib
+import io
 import itertools
 import json
 import os
@@ -510,6 +511,45 @@ def bench(database: str, events: int, posters: int, readers: int, server_workers
         shutil.rmtree(work, ignore_errors=True)
 
 
+def store_bench(batches: int, batch: int = 20, folder: str | None = None) -> dict:
+    """CPU time of :func:`service.ingest.store_events` alone, per event: ``batches`` groups of ``batch``
+    checked events (the bench's evidence) stored in-process into a fresh SQLite database and a local
+    store under ``folder`` (a temporary folder; on tmpfs such as ``/dev/shm`` the disk's flush is left
+    out, which on a shared disk is most of the time and most of the noise). Median and minimum over the
+    groups, in ms: a change to the store step shows here without the HTTP server, the client and the
+    upload checks around it."""
+    from service.ingest import check_uploads, parse_event, store_events
+    from service.storage import LocalStore
+    work = Path(tempfile.mkdtemp(prefix="ce-store-", dir=folder))
+    try:
+        url = f"sqlite:///{work / 'bench.db'}"
+        upgrade(url)
+        engine = make_engine(url)
+        sessions = session_factory(engine)
+        store = LocalStore(work / "evidence")
+        files = evidence_files(work)
+        sha = {kind: hashlib.sha256(data).hexdigest() for kind, data in files.items()}
+        per_event, numbers = [], itertools.count()
+        for _ in range(batches):
+            group = []
+            for _ in range(batch):
+                event = parse_event(event_json(next(numbers), sha))
+                group.append((event, check_uploads(event, {k: io.BytesIO(v) for k, v in files.items()}, 1 << 30)))
+            with sessions() as session:
+                started = time.process_time()
+                outcomes = store_events(session, store, group)
+                per_event.append((time.process_time() - started) * 1000 / batch)
+            if not all(isinstance(outcome, tuple) and outcome[1] for outcome in outcomes):
+                raise RuntimeError(f"not every event was stored: {outcomes}")
+        engine.dispose()
+        per_event.sort()
+        return {"store_folder": str(work.parent), "batches": batches, "batch": batch,
+                "store_cpu_ms_per_event": {"median": round(per_event[len(per_event) // 2], 3),
+                                           "min": round(per_event[0], 3)}}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database", choices=["sqlite", "postgresql", "both"], default="both")
@@ -530,8 +570,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server-workers", type=int, default=2, help="uvicorn worker processes")
     parser.add_argument("--pg-admin-url", default=DEFAULT_PG_ADMIN,
                         help="a PostgreSQL URL allowed to CREATE DATABASE (a fresh one is made and dropped)")
+    parser.add_argument("--store-only", type=int, default=0, metavar="GROUPS",
+                        help="instead of the load: time the store step alone (store_events, in-process, SQLite) "
+                             "over GROUPS groups of --batch events")
+    parser.add_argument("--store-dir", default=None, metavar="FOLDER",
+                        help="with --store-only: where the store's temporary folder goes (e.g. /dev/shm)")
     parser.add_argument("--json", action="store_true", help="print JSON only")
     args = parser.parse_args(argv)
+    if args.store_only:
+        result = store_bench(args.store_only, max(1, args.batch), args.store_dir)
+        print(json.dumps(result, indent=2) if args.json else
+              f"store_events: {result['store_cpu_ms_per_event']['median']} ms CPU per event (median), "
+              f"{result['store_cpu_ms_per_event']['min']} ms min")
+        return 0
     kinds = ["sqlite", "postgresql"] if args.database == "both" else [args.database]
     results = [bench(kind, args.events, args.posters, args.readers, args.server_workers, args.pg_admin_url, args.batch,
                      args.reader_pause, args.analyze_every, args.read_after)

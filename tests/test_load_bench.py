@@ -48,3 +48,14 @@ def test_load_bench_on_postgresql_reports_autovacuum_analyzes_and_times_reads():
     for reads in (result["reads_after_load"], result["reads_after_analyze"]):
         assert set(reads) == {"list", "queue"}
         assert all(0 < kind["p50_ms"] <= kind["p95_ms"] for kind in reads.values())
+
+
+def test_store_bench_times_the_store_step_alone(tmp_path):
+    """``--store-only``: groups of checked events stored in-process; CPU per event, each event stored."""
+    from service.load_bench import main, store_bench
+    result = store_bench(3, batch=5, folder=str(tmp_path))
+    assert result["batches"] == 3 and result["batch"] == 5 and result["store_folder"] == str(tmp_path)
+    figures = result["store_cpu_ms_per_event"]
+    assert 0 < figures["min"] <= figures["median"]
+    assert list(tmp_path.iterdir()) == []   # its temporary folder is removed
+    assert main(["--store-only", "2", "--batch", "3", "--store-dir", str(tmp_path), "--json"]) == 0
