@@ -6,6 +6,8 @@ import hashlib
 
 import pytest
 
+from workflow import insert_violations
+
 UTC = dt.timezone.utc
 T0 = dt.datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 
@@ -166,26 +168,8 @@ def test_evidence_out_of_scope_404(client, make_key, make_event):
     assert client.get(f"/api/v1/events/{post.id}/evidence/clip", headers=other).status_code == 404
 
 
-def _insert_violations(app, count: int) -> list[str]:
-    """``count`` unreviewed fire-lane violations of c1/cam1, one a minute from T0, inserted as rows
-    (a listing's count is what is tested, not posting); their ids, oldest first."""
-    from sqlalchemy import insert
-
-    from service.models import Camera, Compound, Violation
-    rows = [dict(id=f"v{n:05d}", rule="fire_lane", compound_id="c1", camera_id="cam1", zone_id="lane",
-                 start_time=T0 + dt.timedelta(minutes=n), last_seen_time=T0 + dt.timedelta(minutes=n),
-                 confidence=0.9, model_version="m", source="live", boxes=[], review_state="unreviewed",
-                 created_at=T0) for n in range(count)]
-    with app.state.sessions() as session:
-        session.execute(insert(Compound.__table__), [dict(id="c1", name="c1")])
-        session.execute(insert(Camera.__table__), [dict(id="cam1", compound_id="c1", name="cam1", created_at=T0)])
-        session.execute(insert(Violation.__table__), rows)
-        session.commit()
-    return [row["id"] for row in rows]
-
-
 def test_listing_counts_up_to_1000_or_the_page_end(app, client, reviewer):
-    ids = _insert_violations(app, 1005)
+    ids = insert_violations(app.state.sessions, 1005, T0)
     first = client.get("/api/v1/events", params={"limit": 50}, headers=reviewer).json()
     assert (first["total"], first["total_capped"]) == (1000, True)   # at least 1000: "1000+"
     assert [item["id"] for item in first["items"]] == ids[::-1][:50]

@@ -72,3 +72,24 @@ def audit_count(app) -> int:
     from service.models import AuditEntry
     with app.state.sessions() as session:
         return session.scalar(select(func.count()).select_from(AuditEntry))
+
+
+def insert_violations(sessions, count: int, start: dt.datetime, compound_id: str = "c1",
+                      camera_id: str = "cam1") -> list[str]:
+    """``count`` unreviewed fire-lane violations of ``compound_id``/``camera_id``, one a minute from
+    ``start``, inserted as rows with their compound and camera (what is tested is listing them, not
+    posting them); their ids, oldest first."""
+    from sqlalchemy import insert
+
+    from service.models import Camera, Compound, Violation
+    rows = [dict(id=f"v{n:05d}", rule="fire_lane", compound_id=compound_id, camera_id=camera_id, zone_id="lane",
+                 start_time=start + dt.timedelta(minutes=n), last_seen_time=start + dt.timedelta(minutes=n),
+                 confidence=0.9, model_version="m", source="live", boxes=[], review_state="unreviewed",
+                 created_at=start) for n in range(count)]
+    with sessions() as session:
+        session.execute(insert(Compound.__table__), [dict(id=compound_id, name=compound_id)])
+        session.execute(insert(Camera.__table__), [dict(id=camera_id, compound_id=compound_id, name=camera_id,
+                                                        created_at=start)])
+        session.execute(insert(Violation.__table__), rows)
+        session.commit()
+    return [row["id"] for row in rows]
