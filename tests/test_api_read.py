@@ -206,3 +206,9 @@ def test_statistics_warning_when_postgresql_has_autovacuum_off(database_url):
     unreachable = make_engine("postgresql://postgres@127.0.0.1:1/none")
     assert statistics_warning(unreachable) is None   # the health check reports an unreachable server, not this
     unreachable.dispose()
+
+
+def test_a_count_that_reaches_the_cap_exactly_is_exact(app, client, reviewer):
+    insert_violations(app.state.sessions, 1000, T0)
+    page = client.get("/api/v1/events", params={"limit": 50}, headers=reviewer).json()
+    assert (page["total"], page["total_capped"]) == (1000, False)

@@ -36,8 +36,8 @@ def bounded_total(session: Session, query: Select, offset: int, limit: int) -> t
     PostgreSQL, growing with the table, for a figure a page shows as "(20000)". The bound keeps a
     listing's cost flat however long the site has run, and a pager still knows whether a next page exists."""
     cap = max(COUNT_CAP, offset + limit + 1)
-    counted = session.scalar(select(func.count()).select_from(query.order_by(None).limit(cap).subquery())) or 0
-    return counted, counted >= cap
+    counted = session.scalar(select(func.count()).select_from(query.order_by(None).limit(cap + 1).subquery())) or 0
+    return (cap, True) if counted > cap else (counted, False)
 
 
 def load_violation(session: Session, key: Principal, violation_id: str, action: str = "events.read",
