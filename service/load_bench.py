@@ -357,10 +357,15 @@ def _server_cpu_s(pid: int) -> dict[int, float]:
     return used
 
 
+def _libpq_url(url: str) -> str:
+    """``url`` as psycopg's own ``connect`` takes it (SQLAlchemy's ``postgresql+psycopg://`` scheme dropped)."""
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
 def _pg_database(admin_url: str) -> tuple[str, callable]:
     import psycopg
     name = f"ce_bench_{secrets.token_hex(4)}"
-    admin_url = admin_url.replace("postgresql+psycopg://", "postgresql://")
+    admin_url = _libpq_url(admin_url)
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
 
@@ -376,7 +381,7 @@ class Analyzer:
     autovacuum would on a server that has it on; counts the runs."""
 
     def __init__(self, url: str, every: float):
-        self.url, self.every, self.runs = url.replace("postgresql+psycopg://", "postgresql://"), every, 0
+        self.url, self.every, self.runs = _libpq_url(url), every, 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="analyze", daemon=True)
 
@@ -402,26 +407,23 @@ class Analyzer:
 
 
 def read_latency(base: str, reviewer_key: str, requests: int) -> dict:
-    """Median and p95 of ``requests`` one-at-a-time reads of each listing a reviewer's round makes, in ms:
-    what one request costs at the table's size now, without the load's queueing."""
-    figures = {}
+    """Latencies (``Recorder.summary``: p50, p95, p99, max) of ``requests`` one-at-a-time reads of each
+    listing a reviewer's round makes: what one request costs at the table's size now, without the load's
+    queueing."""
+    recorder = Recorder()
     with httpx.Client(base_url=base, headers={"X-API-Key": reviewer_key}, timeout=60) as client:
         for name, path in (("list", "/api/v1/events?limit=50"), ("queue", "/api/v1/review-queue?limit=20")):
             client.get(path).raise_for_status()
-            times = []
             for _ in range(requests):
                 started = time.perf_counter()
                 client.get(path).raise_for_status()
-                times.append((time.perf_counter() - started) * 1000)
-            times.sort()
-            figures[name] = {"p50_ms": round(times[len(times) // 2], 1),
-                             "p95_ms": round(times[min(len(times) - 1, int(len(times) * 0.95))], 1)}
-    return figures
+                recorder.add(name, time.perf_counter() - started, 200)
+    return recorder.summary()
 
 
 def _pg_setting(url: str, name: str) -> str:
     import psycopg
-    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+    with psycopg.connect(_libpq_url(url)) as conn:
         return conn.execute(f"SHOW {name}").fetchone()[0]
 
 
@@ -475,8 +477,7 @@ def bench(database: str, events: int, posters: int, readers: int, server_workers
         if read_after:
             result["reads_after_load"] = read_latency(base, reviewer_key, read_after)
             if database == "postgresql":
-                with Analyzer(url, 0) as analyzer:
-                    analyzer.analyze()
+                Analyzer(url, 0).analyze()
                 result["reads_after_analyze"] = read_latency(base, reviewer_key, read_after)
         cpu_after, client_cpu_s = _server_cpu_s(server.pid), time.process_time() - client_before
         per_process = sorted((cpu_after[p] - cpu_before.get(p, 0.0) for p in cpu_after), reverse=True)
