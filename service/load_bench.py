@@ -60,6 +60,7 @@ import psutil
 
 from service.db import make_engine, session_factory, upgrade
 from service.keys import create_key
+from service.storage import LocalStore
 from vision.types import violation_id
 
 DEFAULT_PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -520,7 +521,6 @@ def store_bench(batches: int, batch: int = 20, folder: str | None = None) -> dic
     groups, in ms: a change to the store step shows here without the HTTP server, the client and the
     upload checks around it."""
     from service.ingest import check_uploads, parse_event, store_events
-    from service.storage import LocalStore
     work = Path(tempfile.mkdtemp(prefix="ce-store-", dir=folder))
     try:
         url = f"sqlite:///{work / 'bench.db'}"
@@ -551,6 +551,72 @@ def store_bench(batches: int, batch: int = 20, folder: str | None = None) -> dic
         shutil.rmtree(work, ignore_errors=True)
 
 
+class FsyncEachStore(LocalStore):
+    """A local store that flushes a batch with an fsync per file (the alternative to one ``syncfs``)."""
+
+    def _sync(self, staged) -> None:
+        self._fsync_each(staged)
+
+
+_WRITER = """
+import os, sys, time
+path, mb_per_s = sys.argv[1], int(sys.argv[2])
+block = os.urandom(1 << 20)
+while True:  # a recorder or a database between checkpoints: steady writes, never fsynced
+    with open(path, "wb") as out:
+        for _ in range(30):
+            started = time.monotonic()
+            for _ in range(mb_per_s):
+                out.write(block)
+            time.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
+"""
+
+
+def flush_bench(seconds: float, batch: int = 20, folder: str | None = None, writer_mb_s: int = 0,
+                rounds: int = 2) -> dict:
+    """Wall time to stage one batch (``batch`` events, three small files each) in a local store under
+    ``folder``: one ``syncfs`` of the file system (what the service does) against an fsync per file,
+    in alternating rounds of ``seconds`` each. With ``writer_mb_s``, another process writes that many
+    MB per second into the same folder without fsyncing, as a recorder or a database sharing the disk
+    would; ``syncfs`` then also waits for that writer's dirty data, an fsync per file for a journal
+    commit each."""
+    work = Path(tempfile.mkdtemp(prefix="ce-flush-", dir=folder))
+    writer = None
+    try:
+        if writer_mb_s:
+            writer = subprocess.Popen([sys.executable, "-c", _WRITER, str(work / "writer.bin"), str(writer_mb_s)])
+            time.sleep(2.0)  # let dirty data build up
+        data = {kind: os.urandom(size) for kind, size in (("jpg", 3400), ("mp4", 2000), ("json", 250))}
+        recorder, numbers = Recorder(), itertools.count()
+        for round_ in range(rounds):
+            for mode, store in (("syncfs", LocalStore(work / f"syncfs{round_}")),
+                                ("fsync_each", FsyncEachStore(work / f"fsync{round_}"))):
+                ends = time.monotonic() + seconds
+                while time.monotonic() < ends:
+                    items = []
+                    for _ in range(batch):
+                        n = next(numbers)
+                        items += [(f"c1/cam{n % 5}/2026-12-07/{n:08d}/evidence.{ext}", body, "application/octet-stream")
+                                  for ext, body in data.items()]
+                    started = time.perf_counter()
+                    staged = store.stage_many(items)
+                    recorder.add(mode, time.perf_counter() - started, 200)
+                    for obj in staged:
+                        obj.publish()
+        summary = recorder.summary()
+        for figures in summary.values():
+            figures.pop("status")
+            figures["groups_per_s"] = round(figures["count"] / (seconds * rounds), 1)
+        return {"store_folder": str(work.parent), "batch": batch, "files_per_batch": batch * len(data),
+                "writer_mb_per_s": writer_mb_s, "seconds_per_round": seconds, "rounds": rounds,
+                "flush_ms_per_batch": summary}
+    finally:
+        if writer is not None:
+            writer.kill()
+            writer.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database", choices=["sqlite", "postgresql", "both"], default="both")
@@ -575,9 +641,20 @@ def main(argv: list[str] | None = None) -> int:
                         help="instead of the load: time the store step alone (store_events, in-process, SQLite) "
                              "over GROUPS groups of --batch events")
     parser.add_argument("--store-dir", default=None, metavar="FOLDER",
-                        help="with --store-only: where the store's temporary folder goes (e.g. /dev/shm)")
+                        help="with --store-only or --flush-only: where the store's temporary folder goes (e.g. /dev/shm)")
+    parser.add_argument("--flush-only", type=float, default=0.0, metavar="SECONDS",
+                        help="instead of the load: time the flush of a batch's files, one syncfs against an fsync "
+                             "per file, in alternating rounds of SECONDS (in --store-dir)")
+    parser.add_argument("--writer-mb-s", type=int, default=0, metavar="MB",
+                        help="with --flush-only: another process writes MB per second into the same folder, unsynced")
     parser.add_argument("--json", action="store_true", help="print JSON only")
     args = parser.parse_args(argv)
+    if args.flush_only:
+        result = flush_bench(args.flush_only, max(2, args.batch), args.store_dir, args.writer_mb_s)
+        print(json.dumps(result, indent=2) if args.json else "\n".join(
+            f"{mode}: p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms, {f['groups_per_s']} batches/s"
+            for mode, f in result["flush_ms_per_batch"].items()))
+        return 0
     if args.store_only:
         result = store_bench(args.store_only, max(1, args.batch), args.store_dir)
         print(json.dumps(result, indent=2) if args.json else

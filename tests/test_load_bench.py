@@ -59,3 +59,28 @@ def test_store_bench_times_the_store_step_alone(tmp_path):
     assert 0 < figures["min"] <= figures["median"]
     assert list(tmp_path.iterdir()) == []   # its temporary folder is removed
     assert main(["--store-only", "2", "--batch", "3", "--store-dir", str(tmp_path), "--json"]) == 0
+
+
+def test_flush_bench_times_both_flushes_beside_a_writer(tmp_path, capsys):
+    """``--flush-only``: one syncfs and an fsync per file both timed, in alternating rounds, with a writer
+    process filling the same folder; every staged file is published, and nothing is left behind."""
+    from service.load_bench import FsyncEachStore, flush_bench, main
+    result = flush_bench(0.3, batch=4, folder=str(tmp_path), writer_mb_s=2, rounds=2)
+    assert result["files_per_batch"] == 12 and result["writer_mb_per_s"] == 2
+    figures = result["flush_ms_per_batch"]
+    assert set(figures) == {"syncfs", "fsync_each"}
+    for mode in figures.values():
+        assert mode["count"] >= 2 and 0 < mode["p50_ms"] <= mode["p99_ms"] <= mode["max_ms"]
+    assert list(tmp_path.iterdir()) == []   # the store folders and the writer's file are removed
+
+    # the comparison store stages, flushes (an fsync per file) and publishes like the service's
+    store = FsyncEachStore(tmp_path / "each")
+    staged = store.stage_many([("c1/cam1/2026-12-07/00000001/a.json", b"{}", "application/json"),
+                               ("c1/cam1/2026-12-07/00000001/b.json", b"[]", "application/json")])
+    for obj in staged:
+        obj.publish()
+    assert b"".join(store.open_range("c1/cam1/2026-12-07/00000001/b.json")) == b"[]"
+
+    assert main(["--flush-only", "0.2", "--batch", "3", "--store-dir", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["fsync_each", "syncfs"]
