@@ -39,7 +39,7 @@ REALTIME_MAX_LAG_S = 1.0
 _LIBRARY_ERRORS = (av.FFmpegError, OSError)
 
 
-def _open(path: str, threads: int = 0) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
+def open_video(path: str, threads: int = 0) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
     """Open ``path`` and return the container and its first video stream (multi-threaded decoding
     with ``threads`` decoder threads; 0: as many as FFmpeg picks for the machine)."""
     try:
@@ -147,7 +147,7 @@ def probe(path: str | os.PathLike) -> dict:
     missing, not a video or has no video stream.
     """
     path = os.fspath(path)
-    container, stream = _open(path)
+    container, stream = open_video(path)
     try:
         return {
             "duration_s": _declared_duration_s(container, stream),
@@ -215,7 +215,7 @@ class FileSource:
         self._stop = threading.Event()
         self._lock = threading.Lock()  # guards _container between close() and the iterating thread
         self._iterating = False
-        self._container, self._stream = _open(self.path, self.threads)
+        self._container, self._stream = open_video(self.path, self.threads)
         ctx = self._stream.codec_context
         self._disposable = DisposableFrames(ctx.name, bytes(ctx.extradata or b""), self.sample_fps, TICK_EPSILON_S)
         self._tails: GopTails | None = None   # the current pass's (its ``skipped`` count)
@@ -262,7 +262,7 @@ class FileSource:
         clock: tuple[float, float] | None = None  # (wall monotonic, timeline) anchor for realtime
         while not self._stop.is_set():
             if self._container is None:
-                self._container, self._stream = _open(self.path, self.threads)
+                self._container, self._stream = open_video(self.path, self.threads)
             last_pts_s = None
             frame_period_s = None
             for pts_s, frame_period_s, av_frame in self._decode_pass(offset_s):

@@ -30,7 +30,7 @@ import av
 
 from vision.errors import SourceError
 from vision.h264 import DisposableFrames, GopTails
-from vision.sources import TICK_EPSILON_S, TRUNCATION_TOLERANCE_S, VideoPacket, stream_codec
+from vision.sources import TICK_EPSILON_S, TRUNCATION_TOLERANCE_S, VideoPacket, open_video, stream_codec
 
 _LIBRARY_ERRORS = (av.FFmpegError, OSError)
 
@@ -39,20 +39,6 @@ _LIBRARY_ERRORS = (av.FFmpegError, OSError)
 class DecodedFrame:
     pts_s: float          # presentation time in the file (PTS × time base)
     image: "object"       # HxWx3 uint8 BGR
-
-
-def _open(path: str, threads: int = 0):
-    try:
-        container = av.open(path, mode="r")
-    except _LIBRARY_ERRORS as exc:
-        raise SourceError(path, f"cannot open video: {exc}") from exc
-    if not container.streams.video:
-        container.close()
-        raise SourceError(path, "the file has no video stream")
-    stream = container.streams.video[0]
-    stream.thread_type = "AUTO"
-    stream.codec_context.thread_count = threads
-    return container, stream
 
 
 def _declared_s(container, stream) -> float | None:
@@ -96,7 +82,7 @@ class PacketForwarder:
 
 def keyframe_interval_s(path: str, max_packets: int = 2000) -> float | None:
     """The median time between keyframes over the start of the file (demuxing only), or None."""
-    container, stream = _open(path)
+    container, stream = open_video(path)
     try:
         times = []
         time_base = stream.time_base or Fraction(1, 90_000)
@@ -196,7 +182,7 @@ def _prefetched(path, start_time_s, packet_sink, should_stop, threads) -> Iterat
 
 def _keyframes(path: str, start_time_s: float, packet_sink: Callable[[VideoPacket], None] | None,
                should_stop: Callable[[], bool] | None, threads: int) -> Iterator[DecodedFrame]:
-    container, stream = _open(path, threads)
+    container, stream = open_video(path, threads)
     try:
         stream.codec_context.skip_frame = "NONKEY"
         forward = PacketForwarder(stream, start_time_s, packet_sink)
@@ -246,7 +232,7 @@ def sampled_stretches(path: str, stretches: list[tuple[float, float]], sample_fp
     overlapping), sampled at ``sample_fps`` on the ticks of a whole-file :class:`FileSource` whose
     first frame is at ``origin_s``."""
     period = 1.0 / sample_fps
-    container, stream = _open(path, threads)
+    container, stream = open_video(path, threads)
     try:
         time_base = stream.time_base or Fraction(1, 90_000)
         forward = PacketForwarder(stream, start_time_s, packet_sink)
