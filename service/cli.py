@@ -95,6 +95,8 @@ def bench_detector_cmd(model: Path = typer.Option(DEFAULT_MODEL, help="ONNX mode
                        threads: int = typer.Option(2, min=1, help="onnxruntime intra-op threads"),
                        compare: List[Path] = typer.Option([], help="another ONNX model (its card beside it) to time "
                                                                    "in the same run; repeatable (the teacher always is)"),
+                       ops: bool = typer.Option(False, "--ops", help="also profile each model by operator type "
+                                                                    "(onnxruntime's profiler): where its time goes"),
                        as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """Milliseconds per frame of the model at its input size, measured with onnxruntime here, with the
     YOLOX teacher (when ../shared/weights has it) and any --compare models timed in the same run."""
@@ -102,7 +104,7 @@ def bench_detector_cmd(model: Path = typer.Option(DEFAULT_MODEL, help="ONNX mode
     from vision.errors import ModelError
     others = [(str(p), None) for p in compare] + teacher_beside(model)
     try:
-        result = bench_detector(str(model), runs=runs, threads=threads, compare=others)
+        result = bench_detector(str(model), runs=runs, threads=threads, compare=others, ops=ops)
     except ModelError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)

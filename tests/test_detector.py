@@ -352,6 +352,23 @@ def test_bench_detector_reports_every_stage(tmp_path):
     assert report["cpu_count"] >= 1 and report["onnxruntime"]
 
 
+def test_op_profile_says_where_the_int8_models_time_goes():
+    """``bench detector --ops``: onnxruntime's profiler by operator type of the optimised graph; the int8
+    model's convolutions run as QLinearConv, and the shares add up to the whole."""
+    from vision.bench import bench_detector, op_profile
+
+    int8 = DEFAULT_MODEL
+    ops = op_profile(int8, runs=3, warmup=1)
+    by_op = {row["op"]: row for row in ops}
+    # convolutions run as int8; the head's decoding stays float (the DFL's one Conv, DequantizeLinear before it)
+    assert by_op["Conv"]["nodes"] == 1 and "DequantizeLinear" in by_op
+    assert by_op["QLinearConv"]["nodes"] >= 60 and by_op["QLinearConv"]["share"] > 0.2
+    assert sum(row["share"] for row in ops) == pytest.approx(1.0, abs=0.01)
+    assert [row["ms_per_run"] for row in ops] == sorted((row["ms_per_run"] for row in ops), reverse=True)
+    report = bench_detector(int8, runs=2, warmup=1, compare=(), ops=True)
+    assert report["ops"][0]["op"] and "ops" not in bench_detector(int8, runs=1, warmup=0, compare=())
+
+
 def test_detect_images_reports_bad_files_and_keeps_going(tmp_path, yolox):
     from vision.bench import detect_images
 

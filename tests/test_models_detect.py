@@ -106,3 +106,11 @@ def test_bench_detector_without_a_card_or_a_file_is_one_error_line(tmp_path):
         assert result.exit_code == 2, result.output
         assert result.exception is None or isinstance(result.exception, SystemExit)
         assert says in result.stderr and "Traceback" not in result.output
+
+
+def test_bench_detector_ops_profiles_the_model_and_what_is_compared():
+    result = CliRunner().invoke(app, ["bench", "detector", "--json", "--runs", "2", "--ops", "--model", str(CAR_MODEL)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    for model in [report, *report["compare"]]:   # the teacher too, when ../shared/weights has it
+        assert model["ops"] and {"op", "share", "ms_per_run", "nodes"} == set(model["ops"][0])

@@ -4,9 +4,12 @@ Timings come from here, measured in one run on the machine at hand, never from t
 """
 from __future__ import annotations
 
+import json
 import os
 import platform
+import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -14,7 +17,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-from vision.detector import OnnxDetector
+from vision.detector import OnnxDetector, session_options
 from vision.errors import CompoundEyeError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -70,7 +73,8 @@ def cpu_model() -> str:
 def bench_detector(model_path: str | os.PathLike, runs: int = 50, warmup: int = 5, threads: int = 2,
                    card_path: str | os.PathLike | None = None, image: np.ndarray | None = None,
                    providers: list[str] | None = None,
-                   compare: Sequence[tuple[str | os.PathLike, str | os.PathLike | None]] | None = None) -> dict:
+                   compare: Sequence[tuple[str | os.PathLike, str | os.PathLike | None]] | None = None,
+                   ops: bool = False) -> dict:
     """Time the detector's three stages on one frame, ``runs`` times after ``warmup`` untimed runs.
 
     Args:
@@ -79,6 +83,7 @@ def bench_detector(model_path: str | os.PathLike, runs: int = 50, warmup: int = 
         compare: other ``(model, card)`` pairs timed the same way in the same run, reported under
             ``"compare"``; default (None): the YOLOX teacher (:data:`TEACHER`) when its file exists.
             Pass ``()`` for none.
+        ops: also profile each model by operator type (:func:`op_profile`), under ``"ops"``.
     Returns:
         ``{"model", "model_path", "format", "input_size", "tensor_size" (what the frame ran at: smaller
         than input_size for a model with dynamic height and width), "frame_size", "provider", "threads",
@@ -92,7 +97,44 @@ def bench_detector(model_path: str | os.PathLike, runs: int = 50, warmup: int = 
         compare = teacher_beside(model_path)
     result = _bench_one(model_path, runs, warmup, threads, card_path, image, providers)
     result["compare"] = [_bench_one(m, runs, warmup, threads, c, image, providers) for m, c in compare]
+    if ops:
+        for one, (path, card) in zip([result, *result["compare"]], [(model_path, card_path), *compare]):
+            one["ops"] = op_profile(path, card, image, threads, runs=min(runs, 30))
     return result
+
+
+def op_profile(model_path: str | os.PathLike, card_path: str | os.PathLike | None = None,
+               image: np.ndarray | None = None, threads: int = 2, runs: int = 30, warmup: int = 5) -> list[dict]:
+    """Where the model's inference time goes: onnxruntime's own profiler over ``runs`` inferences of the
+    frame (after ``warmup``), the kernel time summed by operator type of the *optimised* graph (so an
+    int8 model shows QLinearConv, not QuantizeLinear/Conv/DequantizeLinear).
+
+    Returns ``[{"op", "share" (of all kernel time), "ms_per_run", "nodes"}]``, largest first. The
+    profiler adds a little time per node; the shares, not the sum, are the figure."""
+    detector = OnnxDetector(model_path, card_path=card_path, threads=threads)
+    tensor, _ = detector.preprocess(synthetic_frame() if image is None else image)
+    with tempfile.TemporaryDirectory(prefix="ce-ops-") as folder:
+        options = session_options(threads)
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(folder) / "ops")
+        session = ort.InferenceSession(str(model_path), sess_options=options, providers=["CPUExecutionProvider"])
+        feed = {session.get_inputs()[0].name: tensor}
+        for _ in range(warmup + runs):
+            session.run(None, feed)
+        with open(session.end_profiling(), encoding="utf-8") as trace:
+            events = json.load(trace)
+    # each run is one "model_run" event; the node events of the warm-up's runs are left out
+    starts = sorted(e["ts"] for e in events if e.get("cat") == "Session" and e.get("name") == "model_run")
+    timed_from = starts[warmup] if len(starts) > warmup else 0
+    time_us, nodes = Counter(), {}
+    for event in events:
+        if event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time") and event["ts"] >= timed_from:
+            op = event.get("args", {}).get("op_name", "?")
+            time_us[op] += event["dur"]
+            nodes.setdefault(op, set()).add(event["name"])
+    total = sum(time_us.values()) or 1
+    return [{"op": op, "share": round(us / total, 4), "ms_per_run": round(us / runs / 1000, 3),
+             "nodes": len(nodes[op])} for op, us in time_us.most_common()]
 
 
 def _bench_one(model_path, runs, warmup, threads, card_path, image, providers) -> dict:

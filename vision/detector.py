@@ -299,6 +299,21 @@ def decode_yolox(output: np.ndarray, box: Letterbox, num_classes: int, input_siz
 
 
 # -- runtime ------------------------------------------------------------------------------------
+def session_options(threads: int) -> ort.SessionOptions:
+    """The onnxruntime options every detector runs with: ``threads`` intra-op threads that sleep when
+    idle, one inter-op thread, every graph optimisation."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = int(threads)
+    options.inter_op_num_threads = 1
+    # Idle intra-op threads sleep instead of spinning: on a shared two-core machine a spinning
+    # thread burns the core the decoder (or another camera, another re-scan process) needs, and
+    # waits for a descheduled peer; measured under load: 29 ms of CPU per 320 px inference with
+    # spinning, 13 ms without.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return options
+
+
 def _is_dynamic(dim) -> bool:
     return not isinstance(dim, int) or dim <= 0
 
@@ -344,17 +359,8 @@ class OnnxDetector:
         #: the ``contained`` pass treats each group of confusable classes as one class
         self._groups = class_groups(self.card.classes, confusable)
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.threads
-        options.inter_op_num_threads = 1
-        # Idle intra-op threads sleep instead of spinning: on a shared two-core machine a spinning
-        # thread burns the core the decoder (or another camera, another re-scan process) needs, and
-        # waits for a descheduled peer; measured under load: 29 ms of CPU per 320 px inference with
-        # spinning, 13 ms without.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
-            self._session = ort.InferenceSession(self.model_path, sess_options=options,
+            self._session = ort.InferenceSession(self.model_path, sess_options=session_options(self.threads),
                                                  providers=list(providers or ["CPUExecutionProvider"]))
         except Exception as exc:  # onnxruntime raises several unrelated pybind exception types
             raise ModelError(self.model_path, f"onnxruntime cannot load the model: {exc}") from exc
