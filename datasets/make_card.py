@@ -104,6 +104,15 @@ def onnx_input_size(model: Path) -> tuple[int, int]:
     return int(width), int(height)
 
 
+def onnx_activation(model: Path) -> str:
+    """The convolutions' activation of an exported model (``datasets.activation``): silu or relu."""
+    import onnx
+
+    from datasets.activation import activation_of_onnx
+
+    return activation_of_onnx(onnx.load(str(model)).graph)
+
+
 def speed_table(bench: dict) -> dict:
     """``bench detector`` JSON reduced to {model: {ms_mean, ms_p50, input, frame, threads}}, ours first."""
     speed = {}
@@ -172,6 +181,7 @@ def build_card(run: str, onnx: Path, eval_val: dict, eval_test: dict, bench: dic
         "train_seconds": round(train_seconds) if train_seconds else None,
         "wall_seconds": [round(w) for w in wall],
         "base": init or "yolo11n.yaml from scratch (no pretrained weights)",
+        "activation": onnx_activation(onnx),
         **({"note": note} if note else {}),
         "run": f"var/runs/{NAME}/{run}",
         "imgsz": args.get("imgsz"), "batch": args.get("batch"), "time_budget_hours": args.get("time"),

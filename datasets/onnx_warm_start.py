@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--imgsz", type=int, default=None, help="default: the ONNX model's input size")
     args = parser.parse_args(argv)
 
+    from datasets.activation import activation_of_onnx, set_activation
     from datasets.train_merged import offline_environment
     offline_environment()
     import onnx
@@ -81,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.imgsz is None:     # (1, 3, H, W): the checkpoint is checked at the size the model was exported at
         args.imgsz = graph.input[0].type.tensor_type.shape.dim[2].dim_value or 320
     model = DetectionModel("yolo11n.yaml", nc=len(NAMES), verbose=False)
+    activation = activation_of_onnx(graph)
+    if activation != "silu":    # a ReLU model (datasets.activation): the same modules, the trainer keeps it
+        set_activation(model, activation)
     model.names = dict(NAMES)
     model.args = {"imgsz": args.imgsz}
     pairs = {name: m for name, m in model.named_modules() if isinstance(m, Conv) and hasattr(m, "bn")}

@@ -55,7 +55,7 @@ def train(name: str, data: Path = DATASET / "data.yaml", epochs: int = 100, hour
           init: str | None = None, imgsz: int = IMGSZ, batch: int = 16, workers: int = 1,
           close_mosaic: int = 5, patience: int = 100, argv: list[str] | None = None,
           warmup_epochs: float = 3.0, repeat: dict[str, int] | None = None,
-          lr0: float | None = None, optimizer: str | None = None) -> Path:
+          lr0: float | None = None, optimizer: str | None = None, activation: str | None = None) -> Path:
     """Train (or resume) ``var/runs/compound-v1/<name>``; returns its best.pt.
 
     Resumes from last.pt when the run exists and did not finish; otherwise starts from ``init``
@@ -66,7 +66,9 @@ def train(name: str, data: Path = DATASET / "data.yaml", epochs: int = 100, hour
     of a source that many times per epoch, by its file-name prefix (``{"mot": 3}``). ``lr0`` and
     ``optimizer`` are ultralytics' own; unset, ultralytics picks (its "auto": MuSGD at 0.01 when the run
     has over 10,000 iterations, as a 100-epoch budgeted run here does, so a continued run restarts at
-    the from-scratch rate; a lower ``lr0`` fine-tunes instead).
+    the from-scratch rate; a lower ``lr0`` fine-tunes instead). ``activation`` (``"relu"``) swaps the
+    starting weights' activations before training (``datasets.activation``: the int8 graph folds a
+    ReLU into its convolution); the new run keeps it, and a resumed run has it already.
     """
     offline_environment()
     import torch
@@ -87,6 +89,15 @@ def train(name: str, data: Path = DATASET / "data.yaml", epochs: int = 100, hour
         (run_dir / "command.txt").write_text(
             " ".join(["python -m datasets.train_merged"] + list(argv if argv is not None else sys.argv[1:])) + "\n")
         start = init or "yolo11n.yaml"
+        if activation:
+            from datasets.activation import convert_checkpoint
+
+            if not init:
+                raise SystemExit("--activation needs --init weights to convert")
+            converted = run_dir / f"init-{activation}.pt"
+            log.info("%d activations of %s set to %s in %s", convert_checkpoint(Path(init), converted, activation),
+                     init, activation, converted)
+            start = str(converted)
         if repeat:
             data = weighted_data(data, repeat, run_dir)
         log.info("training %s from %s on %s", name, start, data)
@@ -195,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
                              "implies MuSGD (auto's choice here) unless --optimizer")
     parser.add_argument("--optimizer", default=None, choices=["SGD", "AdamW", "Adam", "MuSGD"],
                         help="ultralytics optimizer (default: auto)")
+    parser.add_argument("--activation", choices=["relu", "silu"], default=None,
+                        help="set the --init weights' activation before training (default: keep it)")
     parser.add_argument("--export-only", action="store_true", help="skip training; export best.pt")
     parser.add_argument("--out", type=Path, default=REPO / "models" / f"{MODEL_NAME}.onnx")
     args = parser.parse_args(argv)
@@ -208,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         best = train(args.name, args.data.resolve(), args.epochs, args.time, args.init, args.imgsz, args.batch,
                      args.workers, args.close_mosaic, args.patience, argv, args.warmup_epochs, repeat,
-                     args.lr0, args.optimizer)
+                     args.lr0, args.optimizer, args.activation)
     out = export_onnx(best, args.out, args.imgsz)
     log.info("exported %s from %s (%d epochs)", out, best, epochs_done(run_dir))
     return 0
