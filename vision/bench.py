@@ -111,18 +111,17 @@ def op_profile(model_path: str | os.PathLike, card_path: str | os.PathLike | Non
 
     Returns ``[{"op", "share" (of all kernel time), "ms_per_run", "nodes"}]``, largest first. The
     profiler adds a little time per node; the shares, not the sum, are the figure."""
-    detector = OnnxDetector(model_path, card_path=card_path, threads=threads)
-    tensor, _ = detector.preprocess(synthetic_frame() if image is None else image)
     with tempfile.TemporaryDirectory(prefix="ce-ops-") as folder:
         options = session_options(threads)
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(folder) / "ops")
-        session = ort.InferenceSession(str(model_path), sess_options=options, providers=["CPUExecutionProvider"])
-        feed = {session.get_inputs()[0].name: tensor}
+        detector = OnnxDetector(model_path, card_path=card_path, threads=threads, options=options)
+        tensor, _ = detector.preprocess(synthetic_frame() if image is None else image)
         for _ in range(warmup + runs):
-            session.run(None, feed)
-        with open(session.end_profiling(), encoding="utf-8") as trace:
+            detector.infer(tensor)
+        with open(detector.end_profiling(), encoding="utf-8") as trace:
             events = json.load(trace)
+    warmup += 1     # the detector's own check of its output at load is one more run before the timed ones
     # each run is one "model_run" event; the node events of the warm-up's runs are left out
     starts = sorted(e["ts"] for e in events if e.get("cat") == "Session" and e.get("name") == "model_run")
     timed_from = starts[warmup] if len(starts) > warmup else 0

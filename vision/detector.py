@@ -344,7 +344,7 @@ class OnnxDetector:
     def __init__(self, model_path: str | os.PathLike, card_path: str | os.PathLike | None = None,
                  confidence: float = 0.25, iou: float = 0.5, threads: int = 2,
                  providers: Sequence[str] | None = None, contained: float | None = None,
-                 confusable: Sequence[Sequence[str]] = CONFUSABLE):
+                 confusable: Sequence[Sequence[str]] = CONFUSABLE, options: ort.SessionOptions | None = None):
         self.model_path = str(model_path)
         if not Path(self.model_path).is_file():
             raise ModelError(self.model_path, "model file not found")
@@ -360,7 +360,8 @@ class OnnxDetector:
         self._groups = class_groups(self.card.classes, confusable)
 
         try:
-            self._session = ort.InferenceSession(self.model_path, sess_options=session_options(self.threads),
+            # ``options``: the bench's profiler passes its own (session_options with profiling on)
+            self._session = ort.InferenceSession(self.model_path, sess_options=options or session_options(self.threads),
                                                  providers=list(providers or ["CPUExecutionProvider"]))
         except Exception as exc:  # onnxruntime raises several unrelated pybind exception types
             raise ModelError(self.model_path, f"onnxruntime cannot load the model: {exc}") from exc
@@ -438,6 +439,10 @@ class OnnxDetector:
             return self._session.run(None, {self._input_name: tensor})[0]
         except Exception as exc:  # onnxruntime's pybind errors share no useful base class
             raise ModelError(self.model_path, f"inference failed: {exc}") from exc
+
+    def end_profiling(self) -> str:
+        """Stop onnxruntime's profiler (on when the ``options`` enabled it); returns the trace file."""
+        return self._session.end_profiling()
 
     def postprocess(self, output: np.ndarray, box: Letterbox) -> Detections:
         """One image's model output (batch axis of 1) → :class:`Detections` in original pixels."""
