@@ -1,13 +1,13 @@
 """Site configuration: valid files load; every kind of mistake is named with file, line, key and reason."""
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from vision.config import Schedule, ScheduleWindow, load_site_config
 from vision.errors import ConfigError
+from site_files import problems, write
 
 GOOD = """\
 version: 1
@@ -28,19 +28,6 @@ compounds:
               fire_lane: {dwell_s: 30}
 """
 
-
-def write(tmp_path: Path, text: str) -> Path:
-    (tmp_path / "model.onnx").write_bytes(b"x")
-    (tmp_path / "clip.mp4").write_bytes(b"x")
-    path = tmp_path / "site.yaml"
-    path.write_text(textwrap.dedent(text))
-    return path
-
-
-def problems(tmp_path, text) -> ConfigError:
-    with pytest.raises(ConfigError) as info:
-        load_site_config(write(tmp_path, text))
-    return info.value
 
 
 def test_good_file_loads_and_applies_zone_overrides(tmp_path):

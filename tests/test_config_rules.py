@@ -1,13 +1,11 @@
 """Rule parameters in the site file: per-rule models, documented defaults, strict overrides."""
-import textwrap
-from pathlib import Path
-
 import pytest
 from pydantic import ValidationError
 
 from vision.config import (RULE_PARAMS, BinOverflowParams, CorridorClutterParams, EbikeIndoorParams, FireLaneParams,
                            load_site_config)
-from vision.errors import ConfigError
+from site_files import problems as config_error
+from site_files import write
 
 SITE = """\
 version: 1
@@ -42,18 +40,9 @@ compounds:
 """
 
 
-def write(tmp_path: Path, text: str) -> Path:
-    (tmp_path / "model.onnx").write_bytes(b"x")
-    (tmp_path / "clip.mp4").write_bytes(b"x")
-    path = tmp_path / "site.yaml"
-    path.write_text(textwrap.dedent(text))
-    return path
-
 
 def problems(tmp_path, text) -> str:
-    with pytest.raises(ConfigError) as info:
-        load_site_config(write(tmp_path, text))
-    return str(info.value)
+    return str(config_error(tmp_path, text))
 
 
 def test_each_rule_has_its_own_parameter_model_and_defaults():
