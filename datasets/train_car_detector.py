@@ -59,18 +59,20 @@ def offline_environment() -> None:
             shutil.copy("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", fonts / name)
 
 
-def setup_logging(run_dir: Path) -> None:
+def setup_logging(run_dir: Path, name: str = "car-v1") -> None:
+    """The run's ``train.log`` for the logger ``name`` and ultralytics', and ``name``'s lines on stdout."""
     run_dir.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(run_dir / "train.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
-    for name in ("car-v1", "ultralytics"):
-        logger = logging.getLogger(name)
+    for logger_name in (name, "ultralytics"):
+        logger = logging.getLogger(logger_name)
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
     console = logging.StreamHandler(sys.stdout)
     console.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-    log.addHandler(console)
-    log.propagate = False
+    own = logging.getLogger(name)
+    own.addHandler(console)
+    own.propagate = False
 
 
 def train(args) -> Path:

@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from datasets.train_car_detector import offline_environment
+from datasets.train_car_detector import offline_environment, setup_logging
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL_NAME = "compound-v1"
@@ -35,20 +35,6 @@ IMGSZ = 320
 OPSET = 17
 
 log = logging.getLogger(MODEL_NAME)
-
-
-def setup_logging(run_dir: Path) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(run_dir / "train.log")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
-    for name in (MODEL_NAME, "ultralytics"):
-        logger = logging.getLogger(name)
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-    console = logging.StreamHandler(sys.stdout)
-    console.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-    log.addHandler(console)
-    log.propagate = False
 
 
 def train(name: str, data: Path = DATASET / "data.yaml", epochs: int = 100, hours: float | None = None,
@@ -76,7 +62,7 @@ def train(name: str, data: Path = DATASET / "data.yaml", epochs: int = 100, hour
 
     torch.set_num_threads(2)
     run_dir = RUNS / name
-    setup_logging(run_dir)
+    setup_logging(run_dir, MODEL_NAME)
     last = run_dir / "weights" / "last.pt"
     t0 = time.monotonic()
     if last.exists():
