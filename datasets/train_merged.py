@@ -75,11 +75,9 @@ def train(name: str, data: Path = DATASET / "data.yaml", epochs: int = 100, hour
         (run_dir / "command.txt").write_text(
             " ".join(["python -m datasets.train_merged"] + list(argv if argv is not None else sys.argv[1:])) + "\n")
         start = init or "yolo11n.yaml"
-        if activation:
+        if activation and init:
             from datasets.activation import convert_checkpoint
 
-            if not init:
-                raise SystemExit("--activation needs --init weights to convert")
             converted = run_dir / f"init-{activation}.pt"
             log.info("%d activations of %s set to %s in %s", convert_checkpoint(Path(init), converted, activation),
                      init, activation, converted)
@@ -201,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         repeat = parse_repeat(args.repeat)
     except argparse.ArgumentTypeError as exc:
         parser.error(str(exc))
+    if args.activation and not args.init:
+        parser.error("--activation converts the --init weights: give --init")
     run_dir = RUNS / args.name
     if args.export_only:
         best = run_dir / "weights" / "best.pt"
