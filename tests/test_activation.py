@@ -37,3 +37,12 @@ def test_the_committed_model_has_the_activation_its_card_states():
     stated = card["training"].get("activation", "silu")     # cards before datasets.activation: SiLU, the default
     graph = onnx.load(str(REPO / "models" / "compound-v1.onnx")).graph
     assert stated in ACTIVATIONS and activation_of_onnx(graph) == stated
+
+
+def test_train_merged_refuses_an_activation_without_weights_to_convert(capsys):
+    from datasets.train_merged import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["--name", "never-made", "--activation", "relu"])
+    assert info.value.code == 2 and "give --init" in capsys.readouterr().err
+    assert not (REPO / "var" / "runs" / "compound-v1" / "never-made").exists()
