@@ -47,8 +47,10 @@ def convert_checkpoint(src: Path, out: Path, name: str) -> int:
     optimizer state are dropped, as for any new run's starting weights). Returns the modules swapped."""
     import torch
 
+    from datasets.average_weights import network
+
     ckpt = torch.load(str(src), map_location="cpu", weights_only=False)
-    model = (ckpt.get("ema") or ckpt["model"]).float()
+    model = network(ckpt)
     swapped = set_activation(model, name)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".partial")

@@ -56,6 +56,8 @@ def train(name: str, data: Path = DATASET / "data.yaml", epochs: int = 100, hour
     starting weights' activations before training (``datasets.activation``: the int8 graph folds a
     ReLU into its convolution); the new run keeps it, and a resumed run has it already.
     """
+    if activation and not init:
+        raise ValueError("activation converts the init weights: give init")
     offline_environment()
     import torch
     from ultralytics import YOLO
@@ -75,7 +77,7 @@ def train(name: str, data: Path = DATASET / "data.yaml", epochs: int = 100, hour
         (run_dir / "command.txt").write_text(
             " ".join(["python -m datasets.train_merged"] + list(argv if argv is not None else sys.argv[1:])) + "\n")
         start = init or "yolo11n.yaml"
-        if activation and init:
+        if activation:
             from datasets.activation import convert_checkpoint
 
             converted = run_dir / f"init-{activation}.pt"

@@ -29,7 +29,6 @@ compounds:
 """
 
 
-
 def test_good_file_loads_and_applies_zone_overrides(tmp_path):
     site = load_site_config(write(tmp_path, GOOD))
     zone = site.compounds[0].cameras[0].zones[0]

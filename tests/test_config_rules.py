@@ -40,7 +40,6 @@ compounds:
 """
 
 
-
 def problems(tmp_path, text) -> str:
     return str(config_error(tmp_path, text))
 
